@@ -1,0 +1,72 @@
+"""The `build-models` stage: builds the demo's offline models, or checks the paper's are available.
+
+Writes runs/<preset>/models/models.json naming what every later stage loads.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+
+from rise.config import Settings
+from rise.contracts import write_json
+from rise.data.synthetic import COLOURS, SHAPES
+from rise.errors import MissingResourceError
+from rise.prompts import EXAMPLE_BOX_ONLY, EXAMPLE_WITH_POINTS, build_prompt
+
+log = logging.getLogger(__name__)
+
+
+def tokenizer_corpus() -> list[str]:
+    """Text the demo tokenizer is trained on: prompts, instructions and answers of the demo."""
+    texts = []
+    for colour, shape in itertools.product(COLOURS, SHAPES):
+        for instr in (f"the {colour} {shape}", f"the shape left of the {colour} {shape}",
+                      f"the largest {colour} shape", f"the smallest {colour} shape", shape):
+            for cot, points in itertools.product((True, False), repeat=2):
+                texts.append(build_prompt(instr, cot=cot, points=points))
+            texts.append(f"<think> the {colour} {shape} is on the left </think><answer>{EXAMPLE_WITH_POINTS}</answer>")
+    texts += [f"{{'bbox': [{i},{i + 7},{i * 3},{i + 40}], 'points_1': [{i},{i + 1}]}}" for i in range(120)]
+    texts.append(EXAMPLE_BOX_ONLY)
+    return texts
+
+
+def check_models(settings: Settings) -> None:
+    """Fail fast, naming the setting, when a model the preset needs is not available."""
+    from rise.models import check_hub_or_path, load_clip
+    from pathlib import Path
+
+    prefix = f"presets.{settings.preset}.models"
+    for key, ref in settings.models["policies"].items():
+        check_hub_or_path(ref, f"{prefix}.policies.{key}")
+    clip = settings.models["clip"]
+    if Path(clip["pretrained"]).suffix or "/" in clip["pretrained"]:
+        if not Path(clip["pretrained"]).exists():
+            raise MissingResourceError(f"{prefix}.clip.pretrained: '{clip['pretrained']}' does not exist")
+    else:
+        load_clip(clip["model"], clip["pretrained"], f"{prefix}.clip")
+    ckpt = settings.models["sam2"]["checkpoint"]
+    if not Path(ckpt).exists():
+        if ckpt.count("/") == 1 and not ckpt.endswith(".pt"):
+            check_hub_or_path(ckpt, f"{prefix}.sam2.checkpoint", filename="config.yaml")
+        else:
+            raise MissingResourceError(f"{prefix}.sam2.checkpoint: '{ckpt}' does not exist (download "
+                                       "sam2.1_hiera_large.pt from the SAM2 release)")
+
+
+def build_models(settings: Settings) -> None:
+    out_dir = settings.layout.models_dir()
+    if settings.build_demo_models:
+        from rise.models import build_tiny_clip, build_tiny_policy, build_tiny_sam2
+
+        built = set()
+        for ref in settings.models["policies"].values():
+            if ref not in built:
+                build_tiny_policy(ref, tokenizer_corpus(), seed=settings.seed, image_size=settings.image["policy_size"])
+                built.add(ref)
+        build_tiny_clip(settings.models["clip"]["pretrained"], seed=settings.seed)
+        sam = settings.models["sam2"]
+        build_tiny_sam2(sam["checkpoint"], sam["config"], sam.get("image_size", 1024), seed=settings.seed)
+        log.info("built the demo models under %s", out_dir)
+    check_models(settings)
+    write_json(settings.layout.models_manifest(), {"built_offline": settings.build_demo_models,
+                                                   **settings.provenance()})

@@ -1,0 +1,156 @@
+"""`rise <stage>`: the entry points that Snakemake rules and DVC stages call.
+
+Every command takes --params (default params.yaml) and --preset (default: the file's `preset`).
+Errors a user can fix print as one line naming the file or setting, with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+
+def _setup_logging(log_file: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=handlers, force=True)
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def preflight(settings, *, need_models: bool = True, check_gpu: bool = True) -> list[str]:
+    """What the preset needs and this machine lacks; empty when ready."""
+    from rise.build import check_models
+    from rise.data import check_dataset
+    from rise.errors import RiseError
+
+    problems = []
+    if settings.device == "cuda" and check_gpu:  # a cluster submit host needs no GPU itself
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append(f"presets.{settings.preset}.device is 'cuda' but no CUDA GPU is visible "
+                            "(run on a GPU node, e.g. with the slurm profile)")
+    if need_models and not settings.build_demo_models:
+        try:
+            check_models(settings)
+        except RiseError as exc:
+            problems.append(str(exc))
+    for name in settings.datasets:
+        try:
+            check_dataset(settings, name)
+        except RiseError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rise", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
+    parser.add_argument("--preset", default=None, help="preset to use (default: the file's `preset`)")
+    parser.add_argument("--log", default=None, help="also write the log to this file")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="validate params.yaml and check that the preset's models, data and GPU exist")
+    sub.add_parser("build-models", help="build the demo models offline, or check the paper's are available")
+    p = sub.add_parser("prepare-data", help="write the evaluation manifest of datasets (default: all)")
+    p.add_argument("--dataset", action="append")
+    p = sub.add_parser("sample-train", help="sample training pairs into a manifest (default: all train sets)")
+    p.add_argument("--train-set", action="append")
+    p = sub.add_parser("train", help="GRPO-train one variant (resumes from its latest checkpoint)")
+    p.add_argument("--variant", required=True)
+    p = sub.add_parser("predict", help="policy + SAM2 predictions of a variant (default: all evaluated datasets)")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--eval-set", action="append")
+    p = sub.add_parser("evaluate", help="gIoU/cIoU of a variant's predictions")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--eval-set", action="append")
+    p = sub.add_parser("table", help="write paper tables (default: all)")
+    p.add_argument("--name", action="append")
+    sub.add_parser("contracts", help="print the schemas of the files passed between stages")
+    args = parser.parse_args(argv)
+    _setup_logging(args.log)
+
+    from rise.config import load_settings
+    from rise.errors import RiseError
+
+    log = logging.getLogger("rise")
+    started = time.perf_counter()
+    try:
+        if args.command == "contracts":
+            import rise.contracts
+
+            print(rise.contracts.__doc__)
+            return 0
+        settings = load_settings(args.params, args.preset)
+        if args.command == "check":
+            problems = preflight(settings)
+            if problems:
+                print(f"preset '{settings.preset}' is not ready on this machine:", file=sys.stderr)
+                for line in problems:
+                    print(f"  - {line}", file=sys.stderr)
+                return 2
+            print(f"preset '{settings.preset}' is ready: {settings.description}")
+        elif args.command == "build-models":
+            from rise.build import build_models
+
+            problems = preflight(settings, need_models=False)
+            if problems:
+                raise RiseError("; ".join(problems))
+            build_models(settings)
+        elif args.command == "prepare-data":
+            from rise.data import prepare_dataset
+
+            for name in args.dataset or list(settings.datasets):
+                prepare_dataset(settings, name)
+        elif args.command == "sample-train":
+            from rise.sampling import sample_train_set
+
+            for name in args.train_set or list(settings.train_sets):
+                sample_train_set(settings, name)
+        elif args.command == "train":
+            from rise.train import train_variant
+
+            _known(settings.variants, args.variant, "variants")
+            train_variant(settings, args.variant)
+        elif args.command == "predict":
+            from rise.predict import predict
+
+            _known(settings.variants, args.variant, "variants")
+            for name in args.eval_set or settings.eval_sets:
+                predict(settings, args.variant, name)
+        elif args.command == "evaluate":
+            from rise.evaluate import evaluate
+
+            _known(settings.variants, args.variant, "variants")
+            for name in args.eval_set or settings.eval_sets:
+                evaluate(settings, args.variant, name)
+        elif args.command == "table":
+            from rise.tables import build_table
+
+            for name in args.name or list(settings.tables):
+                _known(settings.tables, name, "tables")
+                build_table(settings, name)
+    except RiseError as exc:
+        print(f"rise {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"rise {args.command}: error: {exc} (run the stage that makes it first)", file=sys.stderr)
+        return 2
+    log.info("rise %s done in %.1fs", args.command, time.perf_counter() - started)
+    return 0
+
+
+def _known(mapping, key, where):
+    from rise.errors import ConfigError
+
+    if key not in mapping:
+        raise ConfigError(f"'{key}' is not defined under {where} in params.yaml (known: {sorted(mapping)})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The files that pass between stages: their schemas, atomic writers and readers. One place.
+
+All paths are laid out by `rise.config.Layout` (runs/<preset>/...). JSONL files hold one JSON
+object per line. Masks are COCO RLE: {"size": [height, width], "counts": "<compressed string>"}.
+
+Evaluation manifest   runs/<preset>/data/<dataset>.jsonl           (stage: prepare-data)
+    sample_id    str    unique within the dataset
+    image        str    path of the image file (original resolution)
+    instruction  str    the referring expression or reasoning query
+    height,width int    original image size
+    mask         RLE    ground-truth mask; pixels of `ignore` are not part of it
+    ignore       RLE|null  pixels marked "ignore" (ReasonSeg); the protocol decides what they count as
+    dataset      str    dataset name in params.yaml;  split str;  source_id str  (trace back to the source)
+    kind         str    optional tag (synthetic: attribute/spatial/comparative/classname)
+
+Training manifest     runs/<preset>/train/<train_set>.jsonl         (stage: sample-train)
+    sample_id, image, instruction, dataset, source_id. No geometry: a mask, box or point here
+    is refused (RISE trains on image-instruction pairs alone).
+
+Policy reference      runs/<preset>/checkpoints/<variant>/policy.json  (stage: train)
+    {"variant", "policy": model folder or Hub id to load, "base": the untrained policy,
+     "trained": bool, "steps": int, "provenance": {...}}
+
+Predictions           runs/<preset>/predictions/<variant>/<dataset>.jsonl  (stage: predict)
+    sample_id, raw_text (the policy's whole output), parse_ok bool, parse_error str|null,
+    box [x1,y1,x2,y2] | null and points [[x,y],[x,y]] | null in ORIGINAL image pixels,
+    mask RLE|null (SAM2 output), sam_score float|null, think_chars int
+
+Metrics               runs/<preset>/metrics/<variant>/<dataset>.json      (stage: evaluate)
+    {"gIoU", "cIoU" (percent), "n_samples", "n_failed_parse", "protocol", "variant", "dataset",
+     "provenance"}; per-sample rows beside it in <dataset>.samples.csv
+     (sample_id, intersection, union, iou, parse_ok, box, think_chars).
+
+Table                 results/<preset>/<table>.csv                        (stage: table)
+    label, variant, then one column per (dataset, metric) ours, then the paper's number as
+    "paper <dataset> <metric>", then preset, policy, clip, sam2, note.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+EVAL_FIELDS = ("sample_id", "image", "instruction", "height", "width", "mask", "ignore", "dataset", "split", "source_id")
+TRAIN_FIELDS = ("sample_id", "image", "instruction", "dataset", "source_id")
+GEOMETRY_FIELDS = ("mask", "ignore", "bbox", "box", "points", "segmentation")
+PREDICTION_FIELDS = ("sample_id", "raw_text", "parse_ok", "parse_error", "box", "points", "mask", "sam_score", "think_chars")
+
+
+class ContractError(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------- I/O
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_jsonl(path, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def read_jsonl(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    rows = []
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ContractError(f"{path}:{lineno}: not valid JSON ({exc})") from exc
+    return rows
+
+
+def iter_jsonl(path) -> Iterator[dict]:
+    yield from read_jsonl(path)
+
+
+# --------------------------------------------------------------------------------------------- masks
+
+def encode_mask(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_mask(rle: dict) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+def check_rows(rows: list[dict], fields: tuple[str, ...], path) -> None:
+    for i, row in enumerate(rows):
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise ContractError(f"{path}: row {i} lacks fields {missing}")
+
+
+def check_train_rows(rows: list[dict], path) -> None:
+    check_rows(rows, TRAIN_FIELDS, path)
+    for i, row in enumerate(rows):
+        leaked = [f for f in GEOMETRY_FIELDS if f in row]
+        if leaked:
+            raise ContractError(f"{path}: row {i} carries geometry {leaked}; training sees image and instruction only")
+
+
+def load_eval_manifest(path) -> list[dict]:
+    rows = read_jsonl(path)
+    check_rows(rows, EVAL_FIELDS, path)
+    return rows
+
+
+def load_train_manifest(path) -> list[dict]:
+    rows = read_jsonl(path)
+    check_train_rows(rows, path)
+    return rows

@@ -1,0 +1,50 @@
+"""The `evaluate` stage: predictions + ground truth -> metrics JSON and per-sample CSV."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+from rise.config import Settings
+from rise.contracts import atomic_write_text, decode_mask, load_eval_manifest, read_jsonl, write_json
+from rise.errors import DataError
+from rise.metrics import intersection_union, summarize
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(settings: Settings, variant: str, eval_set: str) -> Path:
+    layout = settings.layout
+    protocol = settings.evaluate["protocol"]
+    gts = load_eval_manifest(layout.dataset_manifest(eval_set))
+    preds = {p["sample_id"]: p for p in read_jsonl(layout.predictions(variant, eval_set))}
+    missing = [g["sample_id"] for g in gts if g["sample_id"] not in preds]
+    if missing:
+        raise DataError(f"{layout.predictions(variant, eval_set)} lacks {len(missing)} samples of "
+                        f"{layout.dataset_manifest(eval_set)} (first: {missing[0]}); rerun prediction")
+    inters, unions, rows = [], [], []
+    for g in gts:
+        p = preds[g["sample_id"]]
+        gt = decode_mask(g["mask"])
+        ignore = decode_mask(g["ignore"]) if g.get("ignore") else None
+        pred = decode_mask(p["mask"]) if p["parse_ok"] and p["mask"] else None
+        i, u = intersection_union(pred, gt, ignore, protocol)
+        inters.append(i)
+        unions.append(u)
+        rows.append({"sample_id": g["sample_id"], "intersection": i, "union": u,
+                     "iou": i / u if u else "", "parse_ok": p["parse_ok"], "parse_error": p["parse_error"] or "",
+                     "box": p["box"] or "", "think_chars": p["think_chars"], "kind": g.get("kind", "")})
+    metrics = summarize(inters, unions, protocol)
+    metrics.update(n_failed_parse=sum(not preds[g["sample_id"]]["parse_ok"] for g in gts), protocol=protocol,
+                   variant=variant, dataset=eval_set, provenance=settings.provenance())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["sample_id"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(layout.sample_scores(variant, eval_set), buf.getvalue())
+    out = layout.metrics(variant, eval_set)
+    write_json(out, metrics)
+    log.info("%s/%s: gIoU %.2f cIoU %.2f (%d samples, %d failed parses, protocol %s)", variant, eval_set,
+             metrics["gIoU"], metrics["cIoU"], metrics["n_samples"], metrics["n_failed_parse"], protocol)
+    return out

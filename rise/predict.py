@@ -1,0 +1,150 @@
+"""Prediction: the policy answers, the shared parser reads the answer, frozen SAM2 draws the mask.
+
+Work is written in shards (whole images, atomically); an interrupted run continues with the
+first unfinished shard. Samples are grouped by image so SAM2 encodes each distinct image once.
+The policy's raw text is kept, so masks and metrics can be recomputed without the policy.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rise.answer import parse_answer, think_chars
+from rise.config import Settings
+from rise.contracts import (PREDICTION_FIELDS, encode_mask, load_eval_manifest, read_json, read_jsonl,
+                            write_jsonl)
+from rise.imaging import open_rgb, policy_view, to_original
+from rise.models import load_policy, load_sam2
+from rise.prompts import conversation
+
+log = logging.getLogger(__name__)
+
+
+class Segmenter:
+    """Frozen SAM2 prompted with the box and both points as positive clicks (box alone without points)."""
+
+    def __init__(self, predictor, multimask: str = "best_score"):
+        self.predictor = predictor
+        self.multimask = multimask
+        self.image_encodes = 0
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.predictor.set_image(image)
+        self.image_encodes += 1
+
+    def segment(self, box, points=None) -> tuple[np.ndarray, float]:
+        kwargs = {"box": np.asarray(box, dtype=np.float32)}
+        if points is not None:
+            kwargs.update(point_coords=np.asarray(points, dtype=np.float32), point_labels=np.ones(len(points)))
+        multi = self.multimask == "best_score"
+        masks, scores, _ = self.predictor.predict(multimask_output=multi, **kwargs)
+        best = int(np.argmax(scores)) if multi else 0
+        return masks[best].astype(bool), float(scores[best])
+
+
+def image_shards(rows: list[dict], shard_size: int) -> list[list[dict]]:
+    """Consecutive groups of whole images, about shard_size samples each, in a fixed order."""
+    by_image: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["image"], r["sample_id"])):
+        by_image.setdefault(r["image"], []).append(r)
+    shards, current = [], []
+    for group in by_image.values():
+        current.extend(group)
+        if len(current) >= shard_size:
+            shards.append(current)
+            current = []
+    if current:
+        shards.append(current)
+    return shards
+
+
+class PolicyRunner:
+    def __init__(self, policy_ref: str, setting: str, *, size: int, cot: bool, points: bool, max_new_tokens: int,
+                 batch_size: int, device: str, dtype=torch.float32):
+        self.model, self.processor = load_policy(policy_ref, setting, dtype=dtype, device=device)
+        self.model.eval()
+        self.size, self.cot, self.points = size, cot, points
+        self.max_new_tokens, self.batch_size, self.device = max_new_tokens, batch_size, device
+
+    @torch.no_grad()
+    def generate(self, rows: list[dict], images: dict[str, object]) -> list[str]:
+        texts = []
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            prompts = [self.processor.apply_chat_template(conversation(r["instruction"], cot=self.cot, points=self.points),
+                                                          add_generation_prompt=True, tokenize=False) for r in batch]
+            inputs = self.processor(text=prompts, images=[images[r["image"]] for r in batch],
+                                    padding=True, return_tensors="pt").to(self.device)
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+            texts += self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return texts
+
+
+def predict_shard(rows, policy: PolicyRunner, segmenter: Segmenter, size: int, points: bool) -> list[dict]:
+    originals = {path: open_rgb(path) for path in dict.fromkeys(r["image"] for r in rows)}
+    views = {path: policy_view(im, size) for path, im in originals.items()}
+    texts = policy.generate(rows, views)
+    out = []
+    current = None
+    for r, text in zip(rows, texts):
+        ans = parse_answer(text, size, size, points=points)
+        rec = {"sample_id": r["sample_id"], "raw_text": text, "parse_ok": ans.ok, "parse_error": ans.error,
+               "box": None, "points": None, "mask": None, "sam_score": None, "think_chars": think_chars(text)}
+        if ans.ok:
+            w, h = r["width"], r["height"]
+            box = to_original(ans.box, size, w, h)
+            pts = [to_original(p, size, w, h) for p in ans.points] if ans.points else None
+            if current != r["image"]:  # rows are grouped by image: one encode per distinct image
+                segmenter.set_image(np.asarray(originals[r["image"]]))
+                current = r["image"]
+            mask, score = segmenter.segment(box, pts)
+            rec.update(box=box, points=pts, mask=encode_mask(mask), sam_score=score)
+        out.append(rec)
+    return out
+
+
+def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: int = 32) -> Path:
+    layout = settings.layout
+    v = settings.variants[variant_name]
+    ref = read_json(layout.policy_ref(variant_name))
+    rows = load_eval_manifest(layout.dataset_manifest(eval_set))
+    out = layout.predictions(variant_name, eval_set)
+    shard_dir = out.parent / f".{eval_set}.shards"
+    shards = image_shards(rows, shard_size)
+    done = {i for i in range(len(shards)) if (shard_dir / f"{i:05d}.jsonl").exists()}
+    size = settings.image["policy_size"]
+    if len(done) < len(shards):
+        device = "cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        policy = PolicyRunner(ref["policy"], f"{layout.policy_ref(variant_name)}: policy", size=size, cot=v.cot,
+                              points=v.points, max_new_tokens=settings.predict["max_new_tokens"],
+                              batch_size=settings.predict["batch_size"], device=device, dtype=dtype)
+        sam = settings.models["sam2"]
+        segmenter = Segmenter(load_sam2(sam["config"], sam["checkpoint"], sam.get("image_size", 1024),
+                                        f"presets.{settings.preset}.models.sam2", device=device),
+                              settings.predict["multimask"])
+        if done:
+            log.info("%s/%s: resuming, %d of %d shards already done", variant_name, eval_set, len(done), len(shards))
+        with tqdm(total=len(rows), desc=f"predict {variant_name}/{eval_set}", unit="sample") as bar:
+            bar.update(sum(len(shards[i]) for i in done))
+            for i, shard in enumerate(shards):
+                if i in done:
+                    continue
+                write_jsonl(shard_dir / f"{i:05d}.jsonl", predict_shard(shard, policy, segmenter, size, v.points))
+                bar.update(len(shard))
+        log.info("%s/%s: %d SAM2 image encodes for %d samples", variant_name, eval_set,
+                 segmenter.image_encodes, len(rows))
+    merged = [rec for i in range(len(shards)) for rec in read_jsonl(shard_dir / f"{i:05d}.jsonl")]
+    order = {r["sample_id"]: k for k, r in enumerate(rows)}
+    merged.sort(key=lambda rec: order[rec["sample_id"]])
+    assert all(set(PREDICTION_FIELDS) <= set(rec) for rec in merged)
+    write_jsonl(out, merged)
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    n_ok = sum(r["parse_ok"] for r in merged)
+    log.info("%s/%s: %d predictions, %d parsed -> %s", variant_name, eval_set, len(merged), n_ok, out)
+    return out

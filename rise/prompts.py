@@ -1,0 +1,40 @@
+"""Prompt templates, selected by a variant's `cot` and `points` switches.
+
+The default is Seg-Zero's single-object prompt (its commit 77f9ea5), which the paper follows:
+sentences joined without separators, the question lower-cased with a trailing '.' removed, and
+the single-quoted example answer of the original.
+"""
+from __future__ import annotations
+
+EXAMPLE_WITH_POINTS = "{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180]}"
+EXAMPLE_BOX_ONLY = "{'bbox': [10,100,200,210]}"
+
+
+def question_text(instruction: str) -> str:
+    return instruction.strip().lower().rstrip(".")
+
+
+def build_prompt(instruction: str, *, cot: bool = True, points: bool = True) -> str:
+    q = question_text(instruction)
+    if points:
+        ask = f"Please find '{q}' with bbox and points."
+        what = "Output the one bbox and points of two largest inscribed circles inside the interested object in JSON format."
+        example = EXAMPLE_WITH_POINTS
+    else:
+        ask = f"Please find '{q}' with bbox."
+        what = "Output the one bbox of the interested object in JSON format."
+        example = EXAMPLE_BOX_ONLY
+    compare = "Compare the difference between objects and find the most closely matched one."
+    if cot:
+        tags = "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+        shape = f"i.e., <think> thinking process here </think><answer>{example}</answer>"
+    else:
+        tags = "Output the final answer in <answer> </answer> tags."
+        shape = f"i.e., <answer>{example}</answer>"
+    return ask + compare + tags + what + shape
+
+
+def conversation(instruction: str, *, cot: bool = True, points: bool = True) -> list[dict]:
+    """The chat-format prompt (one user turn: the image, then the text)."""
+    return [{"role": "user", "content": [{"type": "image"},
+                                         {"type": "text", "text": build_prompt(instruction, cot=cot, points=points)}]}]

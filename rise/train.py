@@ -1,0 +1,168 @@
+"""GRPO training of the policy with TRL's GRPOTrainer and the paper's rewards.
+
+How `params.yaml: train` maps onto GRPOConfig:
+  num_generations        -> num_generations (paper: 8)
+  prompts_per_step       -> completions per update = prompts_per_step x num_generations (Seg-Zero: 16 x 8),
+                            split as per_device_batch_size x gradient_accumulation_steps x processes
+  learning_rate, lr_scheduler, weight_decay, max_grad_norm, temperature, save_steps -> same names
+  beta (KL coefficient)  -> beta;  epsilon (clip ratio) -> epsilon;  loss_type -> loss_type
+  num_epochs, max_steps  -> num_train_epochs, max_steps
+Differences from Seg-Zero's veRL setup: TRL estimates the KL with the k3 estimator, as veRL's
+"low_var_kl" does; the per-token loss aggregation follows `loss_type` (TRL's "grpo" normalises
+per sequence).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from rise.config import Settings
+from rise.contracts import load_train_manifest, read_json, write_json, write_jsonl
+from rise.imaging import open_rgb, policy_view
+from rise.models import load_clip, load_policy
+from rise.prompts import conversation
+from rise.rewards import build_rewards
+
+log = logging.getLogger(__name__)
+
+
+def latest_checkpoint(trainer_dir: Path) -> Path | None:
+    ckpts = [p for p in trainer_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+             and (p / "trainer_state.json").exists()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+
+
+def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
+    from datasets import Dataset
+
+    records = {
+        "prompt": [conversation(r["instruction"], cot=cot, points=points) for r in rows],
+        "image": [policy_view(open_rgb(r["image"]), size) for r in rows],
+        "instruction": [r["instruction"] for r in rows],
+        "sample_id": [r["sample_id"] for r in rows],
+    }
+    return Dataset.from_dict(records)
+
+
+def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1):
+    from trl import GRPOConfig
+
+    t = settings.train
+    per_update = t["prompts_per_step"] * t["num_generations"]
+    per_device = t.get("per_device_batch_size", per_update)
+    if per_update % (per_device * world_size):
+        raise ValueError(f"train: {per_update} completions per update cannot be split over {world_size} "
+                         f"processes of {per_device} (train.per_device_batch_size)")
+    accumulation = per_update // (per_device * world_size)
+    on_cpu = settings.device == "cpu" or not torch.cuda.is_available()
+    return GRPOConfig(
+        output_dir=str(output_dir), seed=settings.seed, data_seed=settings.seed,
+        num_generations=t["num_generations"], per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation, learning_rate=t["learning_rate"],
+        lr_scheduler_type=t["lr_scheduler"], weight_decay=t["weight_decay"], beta=t["beta"],
+        epsilon=t["epsilon"], max_grad_norm=t["max_grad_norm"], temperature=t["temperature"],
+        num_train_epochs=t["num_epochs"], max_steps=t["max_steps"],
+        max_completion_length=t["max_completion_length"], save_strategy="steps", save_steps=t["save_steps"],
+        loss_type=t["loss_type"], bf16=t["bf16"] and not on_cpu, use_cpu=on_cpu,
+        gradient_checkpointing=t["gradient_checkpointing"], logging_steps=1, report_to="none",
+        remove_unused_columns=False, disable_tqdm=False, save_only_model=False,
+    )
+
+
+def write_curves(log_history: list[dict], out_dir: Path) -> None:
+    """Per-step metrics as JSONL (for `dvc plots`) and a PNG of reward terms, KL, length and step time."""
+    steps = [h for h in log_history if "reward" in h]
+    write_jsonl(out_dir / "train_metrics.jsonl", steps)
+    if not steps:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in steps[0] if k.startswith("rewards/") and k.endswith("/mean")] + ["reward"]
+    panels = [("reward", keys), ("kl", ["kl"]), ("completion length", ["completions/mean_length"]),
+              ("step time (s)", ["step_time"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
+    for ax, (title, ks) in zip(axes, panels):
+        for k in ks:
+            xs = [h["step"] for h in steps if k in h]
+            ys = [h[k] for h in steps if k in h]
+            if xs:
+                ax.plot(xs, ys, marker="o", label=k.replace("rewards/", "").replace("/mean", ""))
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if len(ks) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "train_curves.png", dpi=100)
+    plt.close(fig)
+
+
+def train_variant(settings: Settings, variant_name: str) -> Path:
+    """Trains one variant (resuming from its latest checkpoint) and writes its policy reference."""
+    v = settings.variants[variant_name]
+    layout = settings.layout
+    out_dir = layout.checkpoint_dir(variant_name)
+    ref_file = layout.policy_ref(variant_name)
+    base = settings.policy_ref(variant_name)
+    record = {"variant": variant_name, "base": base, "settings": v.as_dict(),
+              "provenance": settings.provenance()}
+    if not v.train:
+        write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0})
+        log.info("%s: no training (zero-shot); policy is %s", variant_name, base)
+        return ref_file
+
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
+
+    rows = load_train_manifest(layout.train_manifest(v.train_set))
+    size = settings.image["policy_size"]
+    dataset = build_dataset(rows, size, v.cot, v.points)
+    dtype = torch.bfloat16 if settings.train["bf16"] and settings.device == "cuda" else torch.float32
+    model, processor = load_policy(base, f"presets.{settings.preset}.models.policies.{v.policy}", dtype=dtype)
+    clip_cfg = settings.models["clip"]
+
+    def clip_loader():
+        m, _, tok = load_clip(clip_cfg["model"], clip_cfg["pretrained"], f"presets.{settings.preset}.models.clip")
+        return m, tok
+
+    device = "cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu"
+    rewards = build_rewards(v.rewards, points=v.points, cot=v.cot, clip_loader=clip_loader, device=device)
+    if not rewards:
+        raise ValueError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
+
+    trainer_dir = out_dir / "trainer"
+    args = grpo_config(settings, trainer_dir)
+
+    class StepTimer(TrainerCallback):
+        import time as _time
+
+        def on_step_begin(self, args, state, control, **kw):
+            self._t = self._time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs is not None and hasattr(self, "_t"):
+                logs["step_time"] = self._time.perf_counter() - self._t
+
+    trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
+                          processing_class=processor, callbacks=[StepTimer()])
+    resume = latest_checkpoint(trainer_dir)
+    if resume:
+        log.info("%s: resuming from %s", variant_name, resume)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    final = out_dir / "final"
+    trainer.save_model(str(final))
+    processor.save_pretrained(str(final))
+    write_curves(trainer.state.log_history, out_dir)
+    write_json(ref_file, {**record, "policy": str(final), "trained": True, "steps": trainer.state.global_step})
+    log.info("%s: %d steps -> %s", variant_name, trainer.state.global_step, final)
+    return ref_file
+
+
+def read_policy_ref(path: Path) -> dict:
+    return read_json(path)

@@ -1,0 +1,50 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing model must fail at once, not retry a hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILES = ["params.yaml", "Snakefile", "dvc.yaml", "workflow"]
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh project folder (settings and workflow files; the library is the installed one)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
+def run_rise(*args, cwd, check=True):
+    proc = subprocess.run([sys.executable, "-m", "rise.cli", *args], cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rise {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory):
+    """A project with the demo models built, datasets prepared and training pairs sampled."""
+    root = copy_project(tmp_path_factory.mktemp("demo"))
+    for stage in ("build-models", "prepare-data", "sample-train"):
+        run_rise(stage, cwd=root)
+    return root
+
+
+@pytest.fixture
+def in_demo(demo_project, monkeypatch):
+    """Run inside the demo project; returns its Settings."""
+    from rise.config import load_settings
+
+    monkeypatch.chdir(demo_project)
+    return load_settings("params.yaml")

@@ -1,0 +1,76 @@
+import pytest
+import yaml
+
+from rise.config import load_settings
+from rise.errors import ConfigError
+
+from conftest import ROOT
+
+
+def write(tmp_path, mutate):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    mutate(raw)
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def test_project_params_load_for_both_presets():
+    demo = load_settings(ROOT / "params.yaml", "demo")
+    paper = load_settings(ROOT / "params.yaml", "paper")
+    assert demo.train["num_generations"] == 4 and paper.train["num_generations"] == 8
+    assert paper.train["learning_rate"] == 1e-6
+    assert paper.image["policy_size"] == 840
+    assert demo.variants["format_only_3b"].rewards == ("think_format", "seg_format")
+    assert demo.variants["full_3b"].rewards == ("semantic", "think_format", "seg_format")
+    assert "reasonseg_test" in demo.eval_sets
+    assert ("full_3b", "reasonseg_test") in demo.table_needs("table4")
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("preset: [demo\n")
+    with pytest.raises(ConfigError, match="params.yaml: not valid YAML"):
+        load_settings(p)
+
+
+def test_wrong_type_names_the_setting(tmp_path):
+    p = write(tmp_path, lambda r: r["train"].update(learning_rate="fast"))
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        load_settings(p)
+
+
+def test_unknown_key_is_refused(tmp_path):
+    p = write(tmp_path, lambda r: r["train"].update(lerning_rate=1e-5))
+    with pytest.raises(ConfigError, match="lerning_rate"):
+        load_settings(p)
+
+
+def test_unknown_preset(tmp_path):
+    with pytest.raises(ConfigError, match="preset 'gpu' is not defined"):
+        load_settings(ROOT / "params.yaml", "gpu")
+
+
+def test_table_row_with_unknown_variant(tmp_path):
+    p = write(tmp_path, lambda r: r["tables"]["table4"]["rows"][0].update(variant="nope"))
+    with pytest.raises(ConfigError, match=r"tables\.table4\.rows\[0\]\.variant 'nope'"):
+        load_settings(p)
+
+
+def test_variant_with_unknown_train_set(tmp_path):
+    p = write(tmp_path, lambda r: r["variants"]["full_3b"].update(train_set="coco_9k"))
+    with pytest.raises(ConfigError, match=r"variants\.full_3b\.train_set 'coco_9k'"):
+        load_settings(p)
+
+
+def test_unknown_reward_name(tmp_path):
+    p = write(tmp_path, lambda r: r["variants"]["full_3b"].update(rewards=["iou"]))
+    with pytest.raises(ConfigError, match=r"variants\.full_3b\.rewards"):
+        load_settings(p)
+
+
+def test_preset_overrides_apply_only_to_their_preset():
+    demo = load_settings(ROOT / "params.yaml", "demo")
+    paper = load_settings(ROOT / "params.yaml", "paper")
+    assert demo.train["max_steps"] == 2 and paper.train["max_steps"] == -1
+    assert demo.train["learning_rate"] == paper.train["learning_rate"]

@@ -1,0 +1,55 @@
+# Shared helpers: settings, preflight and the file layout, all from the `rise` library.
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from rise.config import load_settings
+from rise.errors import RiseError
+
+configfile: "params.yaml"
+
+PRESET = config["preset"]  # `--config preset=paper` overrides params.yaml's value
+try:
+    S = load_settings("params.yaml", PRESET)  # schema-validated at start-up
+except RiseError as exc:
+    raise WorkflowError(str(exc))
+L = S.layout
+RISE = f"{sys.executable} -m rise.cli --preset {PRESET}"  # the interpreter running Snakemake
+GPU = 1 if S.device == "cuda" else 0
+TRAINED = [name for name, v in S.variants.items() if v.train]
+
+wildcard_constraints:
+    variant="|".join(S.variants),
+    dataset="|".join(S.datasets),
+    train_set="|".join(S.train_sets) or "NONE",
+    table="|".join(S.tables),
+
+
+def log_file(stage, name):
+    return str(L.logs(stage, name))
+
+
+def train_inputs(wildcards):
+    v = S.variants[wildcards.variant]
+    inputs = {"models": str(L.models_manifest())}
+    if v.train:
+        inputs["manifest"] = str(L.train_manifest(v.train_set))
+    return inputs
+
+
+def table_inputs(wildcards):
+    return [str(L.metrics(v, d)) for v, d in S.table_needs(wildcards.table)]
+
+
+onstart:
+    # Real runs only (not dry runs): stop at once, naming what the preset needs and lacks.
+    from rise.cli import preflight
+
+    problems = preflight(S, need_models=not S.build_demo_models, check_gpu=workflow.local_exec)
+    if problems:
+        print(f"\npreset '{PRESET}' cannot run here:", file=sys.stderr)
+        for line in problems:
+            print(f"  - {line}", file=sys.stderr)
+        print("Fix the settings in params.yaml (or run `rise --preset " + PRESET + " check`).\n", file=sys.stderr)
+        raise SystemExit(1)

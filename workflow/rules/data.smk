@@ -1,0 +1,20 @@
+rule build_models:
+    output: str(L.models_manifest())
+    params: settings=S.stage_settings("models")
+    log: log_file("build_models", PRESET)
+    shell: "{RISE} --log {log} build-models"
+
+
+rule prepare_data:
+    output: str(L.dataset_manifest("{dataset}"))
+    params: settings=lambda w: S.stage_settings("data", w.dataset)
+    log: log_file("prepare_data", "{dataset}")
+    shell: "{RISE} --log {log} prepare-data --dataset {wildcards.dataset}"
+
+
+rule sample_train:
+    input: lambda w: str(L.dataset_manifest(S.train_sets[w.train_set]["dataset"]))
+    output: str(L.train_manifest("{train_set}"))
+    params: settings=lambda w: S.stage_settings("sample", w.train_set)
+    log: log_file("sample_train", "{train_set}")
+    shell: "{RISE} --log {log} sample-train --train-set {wildcards.train_set}"

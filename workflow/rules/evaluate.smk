@@ -1,0 +1,42 @@
+rule predict:
+    input:
+        policy=str(L.policy_ref("{variant}")),
+        manifest=str(L.dataset_manifest("{dataset}")),
+        models=str(L.models_manifest()),
+    output: str(L.predictions("{variant}", "{dataset}"))
+    params: settings=lambda w: S.stage_settings("predict", w.variant)
+    log: log_file("predict", "{variant}-{dataset}")
+    resources:
+        gpu=GPU,
+        runtime=6 * 60 if GPU else 60,
+    shell: "{RISE} --log {log} predict --variant {wildcards.variant} --eval-set {wildcards.dataset}"
+
+
+rule evaluate:
+    input:
+        predictions=str(L.predictions("{variant}", "{dataset}")),
+        manifest=str(L.dataset_manifest("{dataset}")),
+    output:
+        metrics=str(L.metrics("{variant}", "{dataset}")),
+        samples=str(L.sample_scores("{variant}", "{dataset}")),
+    params: settings=S.stage_settings("evaluate")
+    log: log_file("evaluate", "{variant}-{dataset}")
+    shell: "{RISE} --log {log} evaluate --variant {wildcards.variant} --eval-set {wildcards.dataset}"
+
+
+rule table:
+    input: table_inputs
+    output: str(L.table("{table}"))
+    log: log_file("table", "{table}")
+    shell: "{RISE} --log {log} table --name {wildcards.table}"
+
+
+rule table_alias:
+    # results/<table>.csv is the active preset's table; every row names its preset.
+    input: str(L.table("{table}"))
+    output: "results/{table}.csv"
+    shell: "cp {input} {output}"
+
+
+rule all_tables:
+    input: [str(L.table(t)) for t in S.tables]

@@ -100,7 +100,7 @@ def predict_shard(rows, policy: PolicyRunner, segmenter: Segmenter, size: int, p
             box = to_original(ans.box, size, w, h)
             pts = [to_original(p, size, w, h) for p in ans.points] if ans.points else None
             if current != r["image"]:  # rows are grouped by image: one encode per distinct image
-                segmenter.set_image(np.asarray(originals[r["image"]]))
+                segmenter.set_image(np.array(originals[r["image"]]))
                 current = r["image"]
             mask, score = segmenter.segment(box, pts)
             rec.update(box=box, points=pts, mask=encode_mask(mask), sam_score=score)

@@ -4,7 +4,8 @@ rule train:
     params: settings=lambda w: S.stage_settings("train", w.variant)
     log: log_file("train", "{variant}")
     resources:
-        gpu=GPU,
-        runtime=24 * 60 if GPU else 60,
-        mem_mb=64000 if GPU else 8000,
+        # a zero-shot variant only writes a reference to the base policy: no GPU for it
+        gpu=lambda w: GPU if S.variants[w.variant].train else 0,
+        runtime=lambda w: 24 * 60 if GPU and S.variants[w.variant].train else 10,
+        mem_mb=lambda w: 64000 if GPU and S.variants[w.variant].train else 4000,
     shell: "{RISE} --log {log} train --variant {wildcards.variant}"

@@ -1,0 +1,117 @@
+"""Each stage on the tiny demo project: train, predict (with resume), evaluate, table."""
+import json
+
+import numpy as np
+import pytest
+
+from rise.contracts import decode_mask, read_json, read_jsonl
+from rise.evaluate import evaluate
+from rise.predict import PolicyRunner, predict
+from rise.tables import build_table
+from rise.train import train_variant
+
+from conftest import run_rise
+
+
+def test_zero_shot_variant_points_at_the_base_policy(in_demo):
+    ref = read_json(train_variant(in_demo, "zeroshot_3b"))
+    assert ref["trained"] is False and ref["policy"] == in_demo.models["policies"]["3b"]
+
+
+@pytest.mark.parametrize("variant", ["full_3b", "no_cot_3b", "no_points_3b", "semantic_only_3b"])
+def test_grpo_training_runs_and_saves_a_loadable_policy(in_demo, variant):
+    ref = read_json(train_variant(in_demo, variant))
+    assert ref["trained"] and ref["steps"] == in_demo.train["max_steps"]
+    from rise.models import load_policy
+
+    model, processor = load_policy(ref["policy"])
+    assert model.config.model_type == "qwen2_5_vl"
+    curves = read_jsonl(in_demo.layout.checkpoint_dir(variant) / "train_metrics.jsonl")
+    assert len(curves) == in_demo.train["max_steps"]
+    assert any(k.startswith("rewards/") for k in curves[0])
+    assert (in_demo.layout.checkpoint_dir(variant) / "train_curves.png").exists()
+
+
+def fake_generate(self, rows, images):
+    """Stands in for the policy: a valid answer for even samples, junk for odd ones."""
+    out = []
+    for k, r in enumerate(rows):
+        s = self.size
+        if k % 2 == 0:
+            out.append(f"<think>t</think><answer>{{'bbox': [{s // 8},{s // 8},{s // 2},{s // 2}], "
+                       f"'points_1': [{s // 4},{s // 4}], 'points_2': [{s // 3},{s // 3}]}}</answer>")
+        else:
+            out.append("I do not know")
+    return out
+
+
+def test_predict_segments_each_image_once_and_evaluates(in_demo, monkeypatch):
+    monkeypatch.setattr(PolicyRunner, "generate", fake_generate)
+    train_variant(in_demo, "zeroshot_3b")
+    out = predict(in_demo, "zeroshot_3b", "refcocog_test", shard_size=4)
+    preds = read_jsonl(out)
+    manifest = read_jsonl(in_demo.layout.dataset_manifest("refcocog_test"))
+    assert [p["sample_id"] for p in preds] == [m["sample_id"] for m in manifest]
+    ok = [p for p in preds if p["parse_ok"]]
+    failed = [p for p in preds if not p["parse_ok"]]
+    assert ok and failed and all(p["parse_error"] and p["raw_text"] for p in failed)
+    for p, m in zip(preds, manifest):
+        if p["parse_ok"]:
+            mask = decode_mask(p["mask"])
+            assert mask.shape == (m["height"], m["width"])
+            # coordinates come back in original pixels: 1/8 of the square is 1/8 of the width
+            assert p["box"][0] == pytest.approx(m["width"] / 8, rel=0.05)
+    metrics = read_json(evaluate(in_demo, "zeroshot_3b", "refcocog_test"))
+    assert metrics["n_samples"] == len(manifest) and metrics["n_failed_parse"] == len(failed)
+    assert 0 <= metrics["cIoU"] <= 100 and metrics["protocol"] == "segzero"
+    assert metrics["provenance"]["preset"] == "demo"
+
+
+def test_predict_resumes_after_interruption(in_demo, monkeypatch, tmp_path):
+    monkeypatch.setattr(PolicyRunner, "generate", fake_generate)
+    train_variant(in_demo, "zeroshot_3b")
+    whole = read_jsonl(predict(in_demo, "zeroshot_3b", "reasonseg_val", shard_size=2))
+    reference_bytes = in_demo.layout.predictions("zeroshot_3b", "reasonseg_val").read_bytes()
+    in_demo.layout.predictions("zeroshot_3b", "reasonseg_val").unlink()
+
+    calls = {"n": 0}
+
+    def dies_on_third_shard(self, rows, images):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return fake_generate(self, rows, images)
+
+    monkeypatch.setattr(PolicyRunner, "generate", dies_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        predict(in_demo, "zeroshot_3b", "reasonseg_val", shard_size=2)
+    shards = sorted((in_demo.layout.predictions("zeroshot_3b", "reasonseg_val").parent / ".reasonseg_val.shards").glob("*.jsonl"))
+    assert len(shards) == 2
+    already_done = sum(len(read_jsonl(s)) for s in shards)
+
+    seen = []
+    monkeypatch.setattr(PolicyRunner, "generate", lambda self, rows, im: seen.extend(rows) or fake_generate(self, rows, im))
+    predict(in_demo, "zeroshot_3b", "reasonseg_val", shard_size=2)
+    assert in_demo.layout.predictions("zeroshot_3b", "reasonseg_val").read_bytes() == reference_bytes
+    assert len(seen) == len(whole) - already_done  # finished shards are not recomputed
+
+
+def test_table_carries_paper_numbers_and_provenance(in_demo, monkeypatch):
+    monkeypatch.setattr(PolicyRunner, "generate", fake_generate)
+    import pandas as pd
+
+    for variant in ("no_points_3b", "full_3b"):
+        train_variant(in_demo, variant)
+        predict(in_demo, variant, "reasonseg_test")
+        evaluate(in_demo, variant, "reasonseg_test")
+    df = pd.read_csv(build_table(in_demo, "table6"))
+    assert list(df["label"]) == ["RISE (w/o Points)", "RISE"]
+    assert list(df["paper reasonseg_test cIoU"]) == [42.8, 45.1]
+    assert (df["preset"] == "demo").all() and df["note"].str.contains("not comparable").all()
+    for variant, g in zip(df["variant"], df["reasonseg_test gIoU"]):
+        assert g == pytest.approx(read_json(in_demo.layout.metrics(variant, "reasonseg_test"))["gIoU"], abs=0.01)
+
+
+def test_cli_reports_unknown_variant(demo_project):
+    proc = run_rise("train", "--variant", "nope", cwd=demo_project, check=False)
+    assert proc.returncode == 2 and "'nope' is not defined under variants" in proc.stderr

@@ -1,0 +1,116 @@
+"""The demo DAG end to end through Snakemake and DVC, and the paper preset's start-up checks."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import copy_project
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def sh(cmd, cwd, check=True, timeout=900):
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = copy_project(tmp_path_factory.mktemp("workflow"))
+    proc = sh("snakemake results/table4.csv --cores 2", root)
+    return root, proc
+
+
+def test_dry_run_lists_every_stage(tmp_path):
+    root = copy_project(tmp_path)
+    counts = job_counts(sh("snakemake -n results/table4.csv", root).stdout)
+    assert counts == {"build_models": 1, "prepare_data": 2, "sample_train": 1, "train": 5, "predict": 5,
+                      "evaluate": 5, "table": 1, "table_alias": 1}
+
+
+def test_demo_produces_table4_and_reruns_nothing(demo_run):
+    root, _ = demo_run
+    df = pd.read_csv(root / "results" / "table4.csv")
+    assert list(df["label"]) == ["Format-only", "Semantic-only", "RISE (w/o Seg Format)",
+                                 "RISE (w/o Think Format)", "RISE (Full)"]
+    assert {"reasonseg_test gIoU", "reasonseg_test cIoU", "paper reasonseg_test gIoU"} <= set(df.columns)
+    assert (df["preset"] == "demo").all()
+    again = sh("snakemake results/table4.csv --cores 2", root)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_changing_a_training_setting_reruns_training_and_downstream_only(demo_run):
+    root, _ = demo_run
+    params = root / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("learning_rate: 1.0e-6", "learning_rate: 2.0e-6"))
+        counts = job_counts(sh("snakemake -n results/table4.csv", root).stdout)
+        assert counts == {"train": 5, "predict": 5, "evaluate": 5, "table": 1, "table_alias": 1}
+    finally:
+        params.write_text(original)
+
+
+def test_changing_the_protocol_reruns_evaluation_only(demo_run):
+    root, _ = demo_run
+    params = root / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("protocol: segzero", "protocol: lisa"))
+        counts = job_counts(sh("snakemake -n results/table4.csv", root).stdout)
+        assert counts == {"evaluate": 5, "table": 1, "table_alias": 1}
+    finally:
+        params.write_text(original)
+
+
+def test_paper_preset_stops_at_once_naming_what_is_missing(tmp_path):
+    root = copy_project(tmp_path)
+    proc = sh("snakemake results/table4.csv --cores 1 --config preset=paper", root, check=False, timeout=120)
+    err = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "presets.paper.models.policies.3b" in err and "Qwen/Qwen2.5-VL-3B-Instruct" in err
+    assert "no CUDA GPU" in err
+    assert "presets.paper.datasets.reasonseg_test.root" in err
+    assert "Traceback" not in err
+    assert not (root / "runs" / "paper").exists()
+
+
+def test_paper_dry_run_plans_every_table(tmp_path):
+    root = copy_project(tmp_path)
+    counts = job_counts(sh("snakemake -n all_tables --config preset=paper", root).stdout)
+    assert counts["train"] == 13 and counts["table"] == 6  # every variant (2 zero-shot), all six tables
+
+
+def test_malformed_params_fail_at_start_naming_the_setting(tmp_path):
+    root = copy_project(tmp_path)
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["train"]["num_generations"] = "eight"
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    proc = sh("snakemake -n results/table4.csv", root, check=False)
+    assert proc.returncode != 0 and "train.num_generations" in proc.stdout + proc.stderr
+    proc = sh("rise check", root, check=False)
+    assert proc.returncode == 2 and "train.num_generations" in proc.stderr
+
+
+def test_dvc_repro_one_variant(tmp_path):
+    root = copy_project(tmp_path)
+    sh("git init -q && dvc init -q", root)
+    sh("dvc repro evaluate@full_3b", root)
+    metrics = root / "runs" / "demo" / "metrics" / "full_3b" / "reasonseg_test.json"
+    assert metrics.exists()
+    status = sh("dvc status evaluate@full_3b", root).stdout
+    assert "up to date" in status.lower() or status.strip() == ""

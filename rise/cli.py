@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-set", action="append")
     p = sub.add_parser("table", help="write paper tables (default: all)")
     p.add_argument("--name", action="append")
+    sub.add_parser("figure", help="the qualitative figure (figures.qualitative in params.yaml)")
+    sub.add_parser("check-data", help="say per dataset what was found on disk, or exactly what is missing")
     sub.add_parser("contracts", help="print the schemas of the files passed between stages")
     args = parser.parse_args(argv)
     _setup_logging(args.log)
@@ -129,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
             _known(settings.variants, args.variant, "variants")
             for name in args.eval_set or settings.eval_sets:
                 evaluate(settings, args.variant, name)
+        elif args.command == "figure":
+            from rise.figures import qualitative_figure
+
+            q = settings.figures["qualitative"]
+            qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
+                               settings.layout.figure("qualitative"))
+        elif args.command == "check-data":
+            return check_data(settings)
         elif args.command == "table":
             from rise.tables import build_table
 
@@ -143,6 +153,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log.info("rise %s done in %.1fs", args.command, time.perf_counter() - started)
     return 0
+
+
+def check_data(settings) -> int:
+    """One line per dataset: what was found, or what is missing. Exit 2 if anything is missing."""
+    from rise.data import describe_dataset
+    from rise.errors import RiseError
+
+    missing = 0
+    for name in settings.datasets:
+        try:
+            info = describe_dataset(settings, name)
+            print(f"ok       {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        except RiseError as exc:
+            missing += 1
+            print(f"MISSING  {name}: {exc}")
+    return 2 if missing else 0
 
 
 def _known(mapping, key, where):

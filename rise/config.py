@@ -77,6 +77,10 @@ class Layout:
     def checkpoint_dir(self, variant: str) -> Path:
         return self.run_dir / "checkpoints" / variant
 
+    def train_curves(self, variant: str) -> Path:
+        """Per-step training metrics (JSONL, for `dvc plots`); the PNG lies beside it."""
+        return self.run_dir / "curves" / f"{variant}.jsonl"
+
     def policy_ref(self, variant: str) -> Path:
         return self.checkpoint_dir(variant) / "policy.json"
 
@@ -88,6 +92,9 @@ class Layout:
 
     def sample_scores(self, variant: str, eval_set: str) -> Path:
         return self.run_dir / "metrics" / variant / f"{eval_set}.samples.csv"
+
+    def figure(self, name: str) -> Path:
+        return self.root / "results" / self.preset / "figures" / f"{name}.png"
 
     def table(self, name: str) -> Path:
         return self.root / "results" / self.preset / f"{name}.csv"
@@ -105,6 +112,7 @@ class Settings:
     description: str
     device: str
     build_demo_models: bool
+    launch: dict
     models: dict
     datasets: dict
     train_sets: dict
@@ -114,6 +122,7 @@ class Settings:
     evaluate: dict
     variants: dict[str, Variant]
     tables: dict
+    figures: dict
     source: Path
     layout: Layout
 
@@ -140,7 +149,7 @@ class Settings:
         """What made a result: recorded in every metrics and table file."""
         return {"preset": self.preset, "description": self.description,
                 "policies": self.models["policies"], "clip": self.models["clip"], "sam2": self.models["sam2"],
-                "params_file": str(self.source)}
+                "datasets": self.datasets, "train_sets": self.train_sets, "params_file": str(self.source)}
 
     def stage_settings(self, stage: str, name: str | None = None) -> str:
         """A canonical JSON string of what a stage's output depends on (Snakemake reruns when it changes)."""
@@ -217,6 +226,14 @@ def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str |
                                  train_set=merged["train_set"], rewards=rewards, cot=merged["cot"],
                                  points=merged["points"])
 
+    q = raw.get("figures", {}).get("qualitative")
+    if q:
+        for v in q["variants"]:
+            if v not in variants:
+                raise ConfigError(f"{source}: figures.qualitative.variants: '{v}' is not a variant")
+        if q["dataset"] not in p["datasets"]:
+            raise ConfigError(f"{source}: figures.qualitative.dataset '{q['dataset']}' is not one of "
+                              f"presets.{preset}.datasets")
     for ts_name, ts in p["train_sets"].items():
         if ts["dataset"] not in p["datasets"]:
             raise ConfigError(f"{source}: presets.{preset}.train_sets.{ts_name}.dataset '{ts['dataset']}' "
@@ -235,8 +252,9 @@ def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str |
 
     return Settings(
         preset=preset, seed=raw["seed"], description=p["description"], device=p["device"],
-        build_demo_models=p.get("build_demo_models", False), models=p["models"], datasets=p["datasets"],
+        build_demo_models=p.get("build_demo_models", False), launch=p.get("launch", {"gpus": 1}),
+        models=p["models"], datasets=p["datasets"],
         train_sets=p["train_sets"], image=effective["image"], train=effective["train"],
         predict=effective["predict"], evaluate=effective["evaluate"], variants=variants,
-        tables=raw["tables"], source=source, layout=Layout(preset, Path(root) if root else Path(".")),
+        tables=raw["tables"], figures=raw.get("figures", {}), source=source, layout=Layout(preset, Path(root) if root else Path(".")),
     )

@@ -21,6 +21,10 @@ Policy reference      runs/<preset>/checkpoints/<variant>/policy.json  (stage: t
     {"variant", "policy": model folder or Hub id to load, "base": the untrained policy,
      "trained": bool, "steps": int, "provenance": {...}}
 
+Training curves       runs/<preset>/curves/<variant>.jsonl (+ .png)      (stage: train)
+    one row per optimisation step as TRL logs it: step, reward, rewards/<term>/mean, kl,
+    completions/mean_length, step_time, ... (empty for a variant that is not trained)
+
 Predictions           runs/<preset>/predictions/<variant>/<dataset>.jsonl  (stage: predict)
     sample_id, raw_text (the policy's whole output), parse_ok bool, parse_error str|null,
     box [x1,y1,x2,y2] | null and points [[x,y],[x,y]] | null in ORIGINAL image pixels,
@@ -33,7 +37,10 @@ Metrics               runs/<preset>/metrics/<variant>/<dataset>.json      (stage
 
 Table                 results/<preset>/<table>.csv                        (stage: table)
     label, variant, then one column per (dataset, metric) ours, then the paper's number as
-    "paper <dataset> <metric>", then preset, policy, clip, sam2, note.
+    "paper <dataset> <metric>", then per dataset its sample and failed-parse counts, then
+    protocol, preset, policy, clip, sam2, data (loader and location of each dataset), note.
+
+Qualitative figure    results/<preset>/figures/qualitative.png            (stage: figure)
 """
 from __future__ import annotations
 

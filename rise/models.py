@@ -89,6 +89,49 @@ def _train_tokenizer(corpus: list[str], vocab_size: int):
     return tok
 
 
+# The published Qwen2.5-VL configs (Hub config.json), for building full-size models with random
+# weights where nothing can be downloaded (GPU benchmarks).
+QWEN25_VL_PUBLISHED = {
+    "3b": dict(text=dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                         num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=128000,
+                         tie_word_embeddings=True),
+               vision_out=2048),
+    "7b": dict(text=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                         num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
+                         tie_word_embeddings=False),
+               vision_out=3584),
+}
+
+
+def build_policy_from_published_config(out_dir: str | Path, size: str, corpus: list[str], *, image_size: int = 840,
+                                       dtype=torch.bfloat16) -> Path:
+    """Qwen2.5-VL-3B/7B architecture with random weights and a small local tokenizer (ids fit the vocab)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    spec = QWEN25_VL_PUBLISHED[size]
+    small = build_tiny_policy(out_dir, corpus, image_size=image_size)  # tokenizer + processor
+    tiny = Qwen2_5_VLConfig.from_pretrained(small)
+    text = dict(spec["text"], rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+                bos_token_id=tiny.text_config.bos_token_id, eos_token_id=tiny.text_config.eos_token_id,
+                pad_token_id=tiny.text_config.pad_token_id, rms_norm_eps=1e-6)
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                           out_hidden_size=spec["vision_out"], patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
+                           tokens_per_second=2),
+        image_token_id=tiny.image_token_id, video_token_id=tiny.video_token_id,
+        vision_start_token_id=tiny.vision_start_token_id, vision_end_token_id=tiny.vision_end_token_id,
+        tie_word_embeddings=spec["text"]["tie_word_embeddings"],
+    )
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen2_5_VLForConditionalGeneration(config).to(dtype)
+    model.generation_config.eos_token_id = tiny.text_config.eos_token_id
+    model.generation_config.pad_token_id = tiny.text_config.pad_token_id
+    model.save_pretrained(out_dir)
+    return Path(out_dir)
+
+
 def build_tiny_policy(out_dir: str | Path, corpus: list[str], *, seed: int = 0, image_size: int = 112) -> Path:
     """A Qwen2.5-VL with random weights and a locally trained tokenizer, loadable by `load_policy`."""
     from transformers import (

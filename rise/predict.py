@@ -6,6 +6,7 @@ The policy's raw text is kept, so masks and metrics can be recomputed without th
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -33,11 +34,21 @@ class Segmenter:
         self.multimask = multimask
         self.image_encodes = 0
 
+    def _precision(self):
+        # half precision on GPU (as SAM2's own examples run it); full precision on CPU
+        on_gpu = self.predictor.device.type == "cuda"
+        return torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
+
     def set_image(self, image: np.ndarray) -> None:
-        self.predictor.set_image(image)
+        with torch.inference_mode(), self._precision():
+            self.predictor.set_image(image)
         self.image_encodes += 1
 
     def segment(self, box, points=None) -> tuple[np.ndarray, float]:
+        with torch.inference_mode(), self._precision():
+            return self._segment(box, points)
+
+    def _segment(self, box, points=None) -> tuple[np.ndarray, float]:
         kwargs = {"box": np.asarray(box, dtype=np.float32)}
         if points is not None:
             kwargs.update(point_coords=np.asarray(points, dtype=np.float32), point_labels=np.ones(len(points)))

@@ -14,6 +14,11 @@ log = logging.getLogger(__name__)
 DEMO_NOTE = "demo preset: synthetic data and random-weight models; numbers are not comparable to the paper"
 
 
+def _describe(spec: dict) -> str:
+    where = spec.get("root") or spec.get("path") or spec.get("split", "")
+    return f"{spec['loader']}:{where}"
+
+
 def build_table(settings: Settings, name: str) -> Path:
     table = settings.tables[name]
     layout = settings.layout
@@ -33,6 +38,7 @@ def build_table(settings: Settings, name: str) -> Path:
         prov = settings.provenance()
         rec.update(preset=settings.preset, policy=prov["policies"][settings.variants[row["variant"]].policy],
                    clip=f"{prov['clip']['model']}:{prov['clip']['pretrained']}", sam2=prov["sam2"]["config"],
+                   data="; ".join(f"{d}={_describe(settings.datasets[d])}" for d in metrics),
                    note=DEMO_NOTE if settings.build_demo_models else "")
         records.append(rec)
     df = pd.DataFrame.from_records(records)

@@ -48,6 +48,13 @@ def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
     return Dataset.from_dict(records)
 
 
+def world_size() -> int:
+    """Processes of this training run (set by `accelerate launch`; 1 otherwise)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1):
     from trl import GRPOConfig
 
@@ -70,13 +77,14 @@ def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1):
         loss_type=t["loss_type"], bf16=t["bf16"] and not on_cpu, use_cpu=on_cpu,
         gradient_checkpointing=t["gradient_checkpointing"], logging_steps=1, report_to="none",
         remove_unused_columns=False, disable_tqdm=False, save_only_model=False,
+        use_vllm=t.get("use_vllm", False), vllm_mode="colocate",
     )
 
 
-def write_curves(log_history: list[dict], out_dir: Path) -> None:
+def write_curves(log_history: list[dict], out_file: Path) -> None:
     """Per-step metrics as JSONL (for `dvc plots`) and a PNG of reward terms, KL, length and step time."""
     steps = [h for h in log_history if "reward" in h]
-    write_jsonl(out_dir / "train_metrics.jsonl", steps)
+    write_jsonl(out_file, steps)
     if not steps:
         return
     import matplotlib
@@ -99,12 +107,14 @@ def write_curves(log_history: list[dict], out_dir: Path) -> None:
         if len(ks) > 1:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "train_curves.png", dpi=100)
+    fig.savefig(out_file.with_suffix(".png"), dpi=100)
     plt.close(fig)
 
 
-def train_variant(settings: Settings, variant_name: str) -> Path:
-    """Trains one variant (resuming from its latest checkpoint) and writes its policy reference."""
+def train_variant(settings: Settings, variant_name: str, callbacks: list | None = None) -> Path:
+    """Trains one variant (resuming from its latest checkpoint) and writes its policy reference.
+
+    `callbacks` are extra transformers TrainerCallbacks (custom logging, early stops)."""
     v = settings.variants[variant_name]
     layout = settings.layout
     out_dir = layout.checkpoint_dir(variant_name)
@@ -113,6 +123,7 @@ def train_variant(settings: Settings, variant_name: str) -> Path:
     record = {"variant": variant_name, "base": base, "settings": v.as_dict(),
               "provenance": settings.provenance()}
     if not v.train:
+        write_jsonl(layout.train_curves(variant_name), [])  # no steps: an empty curve, so every variant has one
         write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0})
         log.info("%s: no training (zero-shot); policy is %s", variant_name, base)
         return ref_file
@@ -137,7 +148,7 @@ def train_variant(settings: Settings, variant_name: str) -> Path:
         raise ValueError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
 
     trainer_dir = out_dir / "trainer"
-    args = grpo_config(settings, trainer_dir)
+    args = grpo_config(settings, trainer_dir, world_size())
 
     class StepTimer(TrainerCallback):
         import time as _time
@@ -150,15 +161,17 @@ def train_variant(settings: Settings, variant_name: str) -> Path:
                 logs["step_time"] = self._time.perf_counter() - self._t
 
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
-                          processing_class=processor, callbacks=[StepTimer()])
+                          processing_class=processor, callbacks=[StepTimer(), *(callbacks or [])])
     resume = latest_checkpoint(trainer_dir)
     if resume:
         log.info("%s: resuming from %s", variant_name, resume)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = out_dir / "final"
     trainer.save_model(str(final))
+    if not trainer.is_world_process_zero():
+        return ref_file
     processor.save_pretrained(str(final))
-    write_curves(trainer.state.log_history, out_dir)
+    write_curves(trainer.state.log_history, layout.train_curves(variant_name))
     write_json(ref_file, {**record, "policy": str(final), "trained": True, "steps": trainer.state.global_step})
     log.info("%s: %d steps -> %s", variant_name, trainer.state.global_step, final)
     return ref_file

@@ -18,7 +18,11 @@ def test_zero_shot_variant_points_at_the_base_policy(in_demo):
     assert ref["trained"] is False and ref["policy"] == in_demo.models["policies"]["3b"]
 
 
-@pytest.mark.parametrize("variant", ["full_3b", "no_cot_3b", "no_points_3b", "semantic_only_3b"])
+TRAINED_3B = ["full_3b", "format_only_3b", "semantic_only_3b", "no_seg_format_3b", "no_think_format_3b",
+              "no_cot_3b", "no_points_3b", "clsonly_3b", "clsonly_no_cot_3b"]
+
+
+@pytest.mark.parametrize("variant", TRAINED_3B)
 def test_grpo_training_runs_and_saves_a_loadable_policy(in_demo, variant):
     ref = read_json(train_variant(in_demo, variant))
     assert ref["trained"] and ref["steps"] == in_demo.train["max_steps"]
@@ -26,10 +30,12 @@ def test_grpo_training_runs_and_saves_a_loadable_policy(in_demo, variant):
 
     model, processor = load_policy(ref["policy"])
     assert model.config.model_type == "qwen2_5_vl"
-    curves = read_jsonl(in_demo.layout.checkpoint_dir(variant) / "train_metrics.jsonl")
+    curves = read_jsonl(in_demo.layout.train_curves(variant))
     assert len(curves) == in_demo.train["max_steps"]
-    assert any(k.startswith("rewards/") for k in curves[0])
-    assert (in_demo.layout.checkpoint_dir(variant) / "train_curves.png").exists()
+    logged = {k.split("/")[1] for k in curves[0] if k.startswith("rewards/")}
+    v = in_demo.variants[variant]
+    assert logged == {r for r in v.rewards if v.cot or r != "think_format"}  # each enabled term, logged apart
+    assert in_demo.layout.train_curves(variant).with_suffix(".png").exists()
 
 
 def fake_generate(self, rows, images):
@@ -115,3 +121,17 @@ def test_table_carries_paper_numbers_and_provenance(in_demo, monkeypatch):
 def test_cli_reports_unknown_variant(demo_project):
     proc = run_rise("train", "--variant", "nope", cwd=demo_project, check=False)
     assert proc.returncode == 2 and "'nope' is not defined under variants" in proc.stderr
+
+
+def test_qualitative_figure(in_demo, monkeypatch, tmp_path):
+    from rise.figures import qualitative_figure
+
+    monkeypatch.setattr(PolicyRunner, "generate", fake_generate)
+    for variant in ("format_only_3b", "full_3b"):
+        train_variant(in_demo, variant)
+        predict(in_demo, variant, "reasonseg_val")
+    out = qualitative_figure(in_demo, ["format_only_3b", "full_3b"], "reasonseg_val", 2, tmp_path / "q.png")
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[0] > im.size[1] / 2 and im.size[0] > 500  # three columns, two rows

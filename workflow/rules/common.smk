@@ -38,6 +38,19 @@ def train_inputs(wildcards):
     return inputs
 
 
+def train_gpus(wildcards):
+    return S.launch.get("gpus", 1) * GPU if S.variants[wildcards.variant].train else 0
+
+
+def train_launcher(wildcards):
+    """Several GPUs: the same CLI entry under `accelerate launch` with the preset's accelerate config."""
+    gpus = train_gpus(wildcards)
+    if gpus > 1:
+        return (f"{sys.executable} -m accelerate.commands.launch --config_file {S.launch['accelerate_config']} "
+                f"--num_processes {gpus} -m rise.cli --preset {PRESET}")
+    return RISE
+
+
 def table_inputs(wildcards):
     return [str(L.metrics(v, d)) for v, d in S.table_needs(wildcards.table)]
 

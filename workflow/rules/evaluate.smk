@@ -40,3 +40,11 @@ rule table_alias:
 
 rule all_tables:
     input: [str(L.table(t)) for t in S.tables]
+
+
+rule figure_qualitative:
+    input:
+        lambda w: [str(L.predictions(v, S.figures["qualitative"]["dataset"])) for v in S.figures["qualitative"]["variants"]],
+    output: str(L.figure("qualitative"))
+    log: log_file("figure", "qualitative")
+    shell: "{RISE} --log {log} figure"

@@ -1,0 +1,34 @@
+"""An interrupted GRPO training resumes from its latest checkpoint and ends at the same step."""
+import dataclasses
+
+import pytest
+from transformers import TrainerCallback
+
+from rise.contracts import read_json, read_jsonl
+from rise.train import latest_checkpoint, train_variant
+
+
+class KillAfterStep(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"killed after step {self.step}")
+
+
+def test_resume_after_kill(in_demo):
+    settings = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 4, "save_steps": 2})
+    layout = settings.layout
+    variant = "no_seg_format_3b"
+    with pytest.raises(KeyboardInterrupt):
+        train_variant(settings, variant, callbacks=[KillAfterStep(3)])
+    trainer_dir = layout.checkpoint_dir(variant) / "trainer"
+    assert latest_checkpoint(trainer_dir).name == "checkpoint-2"
+    assert not layout.policy_ref(variant).exists()  # no output until training completes
+
+    ref = read_json(train_variant(settings, variant))
+    assert ref["trained"] and ref["steps"] == 4
+    steps = [row["step"] for row in read_jsonl(layout.train_curves(variant))]
+    assert steps == [1, 2, 3, 4]  # steps 1-2 from the checkpoint, 3-4 after resuming, none twice
+    assert latest_checkpoint(trainer_dir).name == "checkpoint-4"

@@ -4,7 +4,7 @@ A valid answer (what R_seg rewards, what prediction hands to SAM2):
   - the JSON object is the first `{...}` inside <answer>...</answer> (or anywhere in the text when
     there is no answer block, as Seg-Zero searches); single-quoted keys, as in the prompt's
     example, are accepted;
-  - `bbox` holds 4 finite numbers x1, y1, x2, y2 with 0 <= x1 < x2 <= width and
+  - `bbox` (or Qwen2.5-VL's `bbox_2d`) holds 4 finite numbers x1, y1, x2, y2 with 0 <= x1 < x2 <= width and
     0 <= y1 < y2 <= height, in the pixels of the image the policy saw;
   - with points: `points_1` and `points_2` hold 2 finite numbers each, inside the image
     (not required to lie inside the box: the paper never scores the points' position).
@@ -81,7 +81,7 @@ def _parse(text, width: float, height: float, points: bool) -> Answer:
     obj = _load_object(m.group(0))
     if not isinstance(obj, dict):
         return Answer(False, error="answer is not a JSON object")
-    box = _numbers(obj.get("bbox"), 4)
+    box = _numbers(obj.get("bbox", obj.get("bbox_2d")), 4)  # bbox_2d: Qwen2.5-VL's own grounding format
     if box is None:
         return Answer(False, error="bbox missing or not 4 finite numbers")
     x1, y1, x2, y2 = box

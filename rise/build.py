@@ -11,7 +11,7 @@ from rise.config import Settings
 from rise.contracts import write_json
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.errors import MissingResourceError
-from rise.prompts import EXAMPLE_BOX_ONLY, EXAMPLE_WITH_POINTS, build_prompt
+from rise.prompts import EXAMPLE_BOX_ONLY, EXAMPLE_WITH_POINTS, QWEN_GROUNDING, build_prompt
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ def tokenizer_corpus() -> list[str]:
             for cot, points in itertools.product((True, False), repeat=2):
                 texts.append(build_prompt(instr, cot=cot, points=points))
             texts.append(f"<think> the {colour} {shape} is on the left </think><answer>{EXAMPLE_WITH_POINTS}</answer>")
+            texts.append(QWEN_GROUNDING.format(q=instr) + ' [{"bbox_2d": [1, 2, 3, 4], "label": "' + instr + '"}]')
     texts += [f"{{'bbox': [{i},{i + 7},{i * 3},{i + 40}], 'points_1': [{i},{i + 1}]}}" for i in range(120)]
     texts.append(EXAMPLE_BOX_ONLY)
     return texts

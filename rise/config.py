@@ -151,7 +151,7 @@ class Settings:
                 "policies": self.models["policies"], "clip": self.models["clip"], "sam2": self.models["sam2"],
                 "datasets": self.datasets, "train_sets": self.train_sets, "params_file": str(self.source)}
 
-    def stage_settings(self, stage: str, name: str | None = None) -> str:
+    def stage_settings(self, stage: str, name: str | None = None, dataset: str | None = None) -> str:
         """A canonical JSON string of what a stage's output depends on (Snakemake reruns when it changes)."""
         parts: dict[str, Any] = {"preset": self.preset, "seed": self.seed}
         variant = name
@@ -161,7 +161,8 @@ class Settings:
                          policy=self.policy_ref(variant), clip=self.models["clip"] if v.train else None)
         elif stage == "predict":
             v = self.variants[variant]
-            parts.update(predict=self.predict, image=self.image, sam2=self.models["sam2"], cot=v.cot, points=v.points)
+            parts.update(predict=self.predict, image=self.image, sam2=self.models["sam2"], cot=v.cot, points=v.points,
+                         eval_prompt=self.datasets[dataset].get("eval_prompt", "segzero") if dataset else None)
         elif stage == "evaluate":
             parts.update(evaluate=self.evaluate)
         elif stage == "data":

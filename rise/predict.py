@@ -76,10 +76,10 @@ def image_shards(rows: list[dict], shard_size: int) -> list[list[dict]]:
 
 class PolicyRunner:
     def __init__(self, policy_ref: str, setting: str, *, size: int, cot: bool, points: bool, max_new_tokens: int,
-                 batch_size: int, device: str, dtype=torch.float32):
+                 batch_size: int, device: str, dtype=torch.float32, style: str = "segzero"):
         self.model, self.processor = load_policy(policy_ref, setting, dtype=dtype, device=device)
         self.model.eval()
-        self.size, self.cot, self.points = size, cot, points
+        self.size, self.cot, self.points, self.style = size, cot, points, style
         self.max_new_tokens, self.batch_size, self.device = max_new_tokens, batch_size, device
 
     @torch.no_grad()
@@ -87,7 +87,8 @@ class PolicyRunner:
         texts = []
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start:start + self.batch_size]
-            prompts = [self.processor.apply_chat_template(conversation(r["instruction"], cot=self.cot, points=self.points),
+            prompts = [self.processor.apply_chat_template(conversation(r["instruction"], cot=self.cot, points=self.points,
+                                                                       style=self.style),
                                                           add_generation_prompt=True, tokenize=False) for r in batch]
             inputs = self.processor(text=prompts, images=[images[r["image"]] for r in batch],
                                     padding=True, return_tensors="pt").to(self.device)
@@ -129,12 +130,15 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
     shards = image_shards(rows, shard_size)
     done = {i for i in range(len(shards)) if (shard_dir / f"{i:05d}.jsonl").exists()}
     size = settings.image["policy_size"]
+    style = settings.datasets[eval_set].get("eval_prompt", "segzero")
+    points = v.points and style == "segzero"  # Qwen's grounding prompt asks for a box alone
     if len(done) < len(shards):
         device = "cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         policy = PolicyRunner(ref["policy"], f"{layout.policy_ref(variant_name)}: policy", size=size, cot=v.cot,
-                              points=v.points, max_new_tokens=settings.predict["max_new_tokens"],
-                              batch_size=settings.predict["batch_size"], device=device, dtype=dtype)
+                              points=points, max_new_tokens=settings.predict["max_new_tokens"],
+                              batch_size=settings.predict["batch_size"], device=device, dtype=dtype,
+                              style=style)
         sam = settings.models["sam2"]
         segmenter = Segmenter(load_sam2(sam["config"], sam["checkpoint"], sam.get("image_size", 1024),
                                         f"presets.{settings.preset}.models.sam2", device=device),
@@ -146,7 +150,7 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
             for i, shard in enumerate(shards):
                 if i in done:
                     continue
-                write_jsonl(shard_dir / f"{i:05d}.jsonl", predict_shard(shard, policy, segmenter, size, v.points))
+                write_jsonl(shard_dir / f"{i:05d}.jsonl", predict_shard(shard, policy, segmenter, size, points))
                 bar.update(len(shard))
         log.info("%s/%s: %d SAM2 image encodes for %d samples", variant_name, eval_set,
                  segmenter.image_encodes, len(rows))

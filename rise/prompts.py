@@ -10,6 +10,13 @@ EXAMPLE_WITH_POINTS = "{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_
 EXAMPLE_BOX_ONLY = "{'bbox': [10,100,200,210]}"
 
 
+# Qwen2.5-VL's own grounding prompt; the paper evaluates RefCOCO/+/g with "the official prompt
+# consistent with that of Qwen2.5VL". The answer is a box (`bbox_2d`) in the pixels of the image
+# the model saw, and SAM2 then gets the box alone.
+QWEN_GROUNDING = "Locate {q}, output its bbox coordinates using JSON format."
+EVAL_PROMPTS = ("segzero", "qwen_grounding")
+
+
 def question_text(instruction: str) -> str:
     return instruction.strip().lower().rstrip(".")
 
@@ -34,7 +41,12 @@ def build_prompt(instruction: str, *, cot: bool = True, points: bool = True) -> 
     return ask + compare + tags + what + shape
 
 
-def conversation(instruction: str, *, cot: bool = True, points: bool = True) -> list[dict]:
+def conversation(instruction: str, *, cot: bool = True, points: bool = True, style: str = "segzero") -> list[dict]:
     """The chat-format prompt (one user turn: the image, then the text)."""
-    return [{"role": "user", "content": [{"type": "image"},
-                                         {"type": "text", "text": build_prompt(instruction, cot=cot, points=points)}]}]
+    if style == "qwen_grounding":
+        text = QWEN_GROUNDING.format(q=question_text(instruction))
+    elif style == "segzero":
+        text = build_prompt(instruction, cot=cot, points=points)
+    else:
+        raise ValueError(f"unknown prompt style '{style}' (known: {EVAL_PROMPTS})")
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]

@@ -7,9 +7,7 @@ How `params.yaml: train` maps onto GRPOConfig:
   learning_rate, lr_scheduler, weight_decay, max_grad_norm, temperature, save_steps -> same names
   beta (KL coefficient)  -> beta;  epsilon (clip ratio) -> epsilon;  loss_type -> loss_type
   num_epochs, max_steps  -> num_train_epochs, max_steps
-Differences from Seg-Zero's veRL setup: TRL estimates the KL with the k3 estimator, as veRL's
-"low_var_kl" does; the per-token loss aggregation follows `loss_type` (TRL's "grpo" normalises
-per sequence).
+Differences from Seg-Zero's veRL setup are written down in docs/training.md.
 """
 from __future__ import annotations
 

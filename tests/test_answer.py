@@ -66,3 +66,29 @@ def test_parser_on_arbitrary_bbox_payloads(values):
     if a.ok:
         x1, y1, x2, y2 = a.box
         assert 0 <= x1 < x2 <= 100 and 0 <= y1 < y2 <= 100
+
+
+def test_qwen_grounding_answer():
+    from rise.prompts import conversation
+
+    text = '```json\n[{"bbox_2d": [12, 30, 80, 96], "label": "the red circle"}]\n```'
+    a = parse_answer(text, 112, 112, points=False)
+    assert a.ok and a.box == (12, 30, 80, 96) and a.points is None
+    prompt = conversation("The red circle.", style="qwen_grounding")[0]["content"][1]["text"]
+    assert prompt == "Locate the red circle, output its bbox coordinates using JSON format."
+
+
+def test_segzero_prompt_wording():
+    from rise.prompts import build_prompt
+
+    assert build_prompt("The Red circle.") == (
+        "Please find 'the red circle' with bbox and points."
+        "Compare the difference between objects and find the most closely matched one."
+        "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+        "Output the one bbox and points of two largest inscribed circles inside the interested object in JSON format."
+        "i.e., <think> thinking process here </think>"
+        "<answer>{'bbox': [10,100,200,210], 'points_1': [30,110], 'points_2': [35,180]}</answer>")
+    no_cot = build_prompt("x", cot=False)
+    assert "<think>" not in no_cot and "<answer>" in no_cot
+    no_points = build_prompt("x", points=False)
+    assert "points_1" not in no_points and "'bbox'" in no_points

@@ -4,7 +4,7 @@ rule predict:
         manifest=str(L.dataset_manifest("{dataset}")),
         models=str(L.models_manifest()),
     output: str(L.predictions("{variant}", "{dataset}"))
-    params: settings=lambda w: S.stage_settings("predict", w.variant)
+    params: settings=lambda w: S.stage_settings("predict", w.variant, w.dataset)
     log: log_file("predict", "{variant}-{dataset}")
     resources:
         gpu=GPU,

@@ -58,11 +58,14 @@ def build_models(settings: Settings) -> None:
     out_dir = settings.layout.models_dir()
     if settings.build_demo_models:
         from rise.models import build_tiny_clip, build_tiny_policy, build_tiny_sam2
+        from rise.warmup import warm_up_answer_format
 
         built = set()
         for ref in settings.models["policies"].values():
             if ref not in built:
                 build_tiny_policy(ref, tokenizer_corpus(), seed=settings.seed, image_size=settings.image["policy_size"])
+                if settings.warm_up_steps:
+                    warm_up_answer_format(ref, settings.image["policy_size"], settings.warm_up_steps, seed=settings.seed)
                 built.add(ref)
         build_tiny_clip(settings.models["clip"]["pretrained"], seed=settings.seed)
         sam = settings.models["sam2"]
@@ -70,4 +73,5 @@ def build_models(settings: Settings) -> None:
         log.info("built the demo models under %s", out_dir)
     check_models(settings)
     write_json(settings.layout.models_manifest(), {"built_offline": settings.build_demo_models,
+                                                   "format_warm_up_steps": settings.warm_up_steps,
                                                    **settings.provenance()})

@@ -112,6 +112,7 @@ class Settings:
     description: str
     device: str
     build_demo_models: bool
+    warm_up_steps: int
     launch: dict
     models: dict
     datasets: dict
@@ -170,7 +171,7 @@ class Settings:
         elif stage == "sample":
             parts.update(train_set=self.train_sets[variant])
         elif stage == "models":
-            parts.update(models=self.models, image=self.image)
+            parts.update(models=self.models, image=self.image, warm_up_steps=self.warm_up_steps)
         return json.dumps(parts, sort_keys=True)
 
 
@@ -244,6 +245,9 @@ def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str |
             if d not in p["datasets"]:
                 raise ConfigError(f"{source}: tables.{t_name}.columns uses dataset '{d}', which "
                                   f"presets.{preset}.datasets does not define")
+            if p["datasets"][d]["loader"] == "imagenet":
+                raise ConfigError(f"{source}: tables.{t_name}.columns uses dataset '{d}', whose loader "
+                                  "(imagenet) has no masks to evaluate against")
         for i, row in enumerate(table["rows"]):
             if row["variant"] not in variants:
                 raise ConfigError(f"{source}: tables.{t_name}.rows[{i}].variant '{row['variant']}' is not a variant")
@@ -253,7 +257,8 @@ def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str |
 
     return Settings(
         preset=preset, seed=raw["seed"], description=p["description"], device=p["device"],
-        build_demo_models=p.get("build_demo_models", False), launch=p.get("launch", {"gpus": 1}),
+        build_demo_models=p.get("build_demo_models", False),
+        warm_up_steps=p.get("warm_up_steps", 0), launch=p.get("launch", {"gpus": 1}),
         models=p["models"], datasets=p["datasets"],
         train_sets=p["train_sets"], image=effective["image"], train=effective["train"],
         predict=effective["predict"], evaluate=effective["evaluate"], variants=variants,

@@ -23,6 +23,9 @@ def evaluate(settings: Settings, variant: str, eval_set: str) -> Path:
     if missing:
         raise DataError(f"{layout.predictions(variant, eval_set)} lacks {len(missing)} samples of "
                         f"{layout.dataset_manifest(eval_set)} (first: {missing[0]}); rerun prediction")
+    if any(g.get("mask") is None for g in gts):
+        raise DataError(f"{layout.dataset_manifest(eval_set)} has samples without a ground-truth mask "
+                        f"(a training-only source such as ImageNet); dataset '{eval_set}' cannot be evaluated")
     inters, unions, rows = [], [], []
     for g in gts:
         p = preds[g["sample_id"]]

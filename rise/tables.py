@@ -11,7 +11,8 @@ from rise.contracts import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
-DEMO_NOTE = "demo preset: synthetic data and random-weight models; numbers are not comparable to the paper"
+DEMO_NOTE = ("demo preset: synthetic data; tiny random-weight models (the policy only taught the answer format "
+             "on random boxes); numbers are not comparable to the paper")
 
 
 def _describe(spec: dict) -> str:

@@ -11,9 +11,8 @@ Differences from Seg-Zero's veRL setup are written down in docs/training.md.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -146,6 +145,15 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
         raise ValueError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
 
     trainer_dir = out_dir / "trainer"
+    fingerprint_file = out_dir / "train_settings.json"
+    fingerprint = settings.stage_settings("train", variant_name)
+    if trainer_dir.exists() and (not fingerprint_file.exists() or fingerprint_file.read_text() != fingerprint):
+        # checkpoints of other settings must not be resumed: start this training afresh
+        log.warning("%s: settings changed since the checkpoints in %s were written; starting afresh",
+                    variant_name, trainer_dir)
+        shutil.rmtree(trainer_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint_file.write_text(fingerprint)
     args = grpo_config(settings, trainer_dir, world_size())
 
     class StepTimer(TrainerCallback):

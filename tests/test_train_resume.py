@@ -20,7 +20,7 @@ class KillAfterStep(TrainerCallback):
 def test_resume_after_kill(in_demo):
     settings = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 4, "save_steps": 2})
     layout = settings.layout
-    variant = "no_seg_format_3b"
+    variant = "full_7b"  # trained by no other test of the shared demo project
     with pytest.raises(KeyboardInterrupt):
         train_variant(settings, variant, callbacks=[KillAfterStep(3)])
     trainer_dir = layout.checkpoint_dir(variant) / "trainer"
@@ -32,3 +32,14 @@ def test_resume_after_kill(in_demo):
     steps = [row["step"] for row in read_jsonl(layout.train_curves(variant))]
     assert steps == [1, 2, 3, 4]  # steps 1-2 from the checkpoint, 3-4 after resuming, none twice
     assert latest_checkpoint(trainer_dir).name == "checkpoint-4"
+
+
+def test_checkpoints_of_other_settings_are_not_resumed(in_demo):
+    variant = "clsonly_7b"
+    first = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 2, "save_steps": 1})
+    train_variant(first, variant)
+    changed = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 2, "save_steps": 1,
+                                                  "learning_rate": 3e-6})
+    ref = read_json(train_variant(changed, variant))
+    steps = [row["step"] for row in read_jsonl(changed.layout.train_curves(variant))]
+    assert ref["steps"] == 2 and steps == [1, 2]  # a fresh run, not a continuation of the first

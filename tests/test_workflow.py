@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_project
+from conftest import QUICK, copy_project
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -107,7 +107,7 @@ def test_malformed_params_fail_at_start_naming_the_setting(tmp_path):
 
 
 def test_dvc_repro_one_variant(tmp_path):
-    root = copy_project(tmp_path)
+    root = copy_project(tmp_path, QUICK)
     sh("git init -q && dvc init -q", root)
     sh("dvc repro evaluate@full_3b", root)
     metrics = root / "runs" / "demo" / "metrics" / "full_3b" / "reasonseg_test.json"

@@ -545,3 +545,12 @@ def test_describe_names_missing_paths(real_settings, tmp_path):
         describe_dataset(settings, "refcocog_test")
     with pytest.raises(RiseError, match="not defined"):
         describe_dataset(settings, "nope")
+
+
+def test_hf_hub_id_offline_fails_naming_the_setting(monkeypatch):
+    from rise.data.hf import open_hf
+    from rise.errors import MissingResourceError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingResourceError, match=r"presets.paper.datasets.x.path: 'someone/ReasonSeg_val'"):
+        open_hf({"loader": "hf", "path": "someone/ReasonSeg_val"}, "presets.paper.datasets.x")

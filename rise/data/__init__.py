@@ -33,6 +33,12 @@ def check_dataset(settings: Settings, name: str) -> None:
         setting = f"presets.{settings.preset}.datasets.{name}.{key}"
         if value is None:
             raise MissingResourceError(f"{setting} is not set (the {spec['loader']} loader needs it)")
+        if spec["loader"] == "hf" and key == "path" and not Path(value).exists():
+            from rise.data.hf import hub_snapshot, looks_like_hub_id
+
+            if looks_like_hub_id(value):
+                hub_snapshot(value, f"presets.{settings.preset}.datasets.{name}")  # raises if unavailable
+                continue
         if not Path(value).exists():
             raise MissingResourceError(f"{setting}: '{value}' does not exist")
 

@@ -117,6 +117,29 @@ def _arrow_split(folder: Path, split: str | None) -> HFTable:
     return HFTable(files, "arrow", split, list(columns or []), num_rows)
 
 
+def looks_like_hub_id(ref: str) -> bool:
+    return ref.count("/") == 1 and not ref.startswith((".", "/", "~")) and not ref.endswith(".parquet")
+
+
+def hub_snapshot(repo_id: str, setting: str) -> Path:
+    """The local snapshot of a Hub dataset: from the cache, or downloaded when the hub is reachable."""
+    import os
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=offline,
+                                      allow_patterns=["*.parquet", "*.json", "*.arrow"]))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise MissingResourceError(
+            f"{setting}.path: '{repo_id}' is not a local path and the Hub dataset is not in the local cache"
+            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: {type(exc).__name__}. Download it where the Hub "
+            f"is reachable (`huggingface-cli download --repo-type dataset {repo_id}`) or point "
+            f"{setting}.path at a local copy.") from exc
+
+
 def open_hf(spec: dict, setting: str = "hf dataset") -> HFTable:
     """Finds the split's files under spec['path'] without reading the rows."""
     import pyarrow.parquet as pq
@@ -125,6 +148,8 @@ def open_hf(spec: dict, setting: str = "hf dataset") -> HFTable:
         raise ConfigError(f"{setting}.path is not set (a .parquet file, a folder of them, or a save_to_disk folder)")
     path = Path(spec["path"])
     wanted = spec.get("split")
+    if not path.exists() and looks_like_hub_id(spec["path"]):
+        path = hub_snapshot(spec["path"], setting)
     if not path.exists():
         raise MissingResourceError(f"{setting}.path: {path} does not exist (expected parquet files or a "
                                    "datasets.save_to_disk folder)")

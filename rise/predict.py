@@ -20,7 +20,8 @@ from rise.config import Settings
 from rise.contracts import (PREDICTION_FIELDS, encode_mask, load_eval_manifest, read_json, read_jsonl,
                             write_jsonl)
 from rise.imaging import open_rgb, policy_view, to_original
-from rise.models import load_policy, load_sam2
+from rise.errors import MissingResourceError
+from rise.models import check_hub_or_path, load_policy, load_sam2
 from rise.prompts import conversation
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,33 @@ class PolicyRunner:
         return texts
 
 
+class VLLMRunner(PolicyRunner):
+    """Greedy generation with vLLM (GPU only, `predict.backend: vllm`); same prompts as the HF path."""
+
+    def __init__(self, policy_ref: str, setting: str, *, size: int, cot: bool, points: bool, max_new_tokens: int,
+                 batch_size: int, device: str, dtype=None, style: str = "segzero"):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as exc:
+            raise MissingResourceError("predict.backend is 'vllm' but vLLM is not installed "
+                                       "(pip install -e '.[gpu]' on a GPU node)") from exc
+        from transformers import AutoProcessor
+
+        check_hub_or_path(policy_ref, setting)
+        self.processor = AutoProcessor.from_pretrained(policy_ref)
+        self.llm = LLM(model=policy_ref, dtype="bfloat16", limit_mm_per_prompt={"image": 1}, seed=0)
+        self.sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        self.size, self.cot, self.points, self.style = size, cot, points, style
+        self.max_new_tokens, self.batch_size, self.device = max_new_tokens, batch_size, device
+
+    def generate(self, rows: list[dict], images: dict[str, object]) -> list[str]:
+        requests = [{"prompt": self.processor.apply_chat_template(
+                        conversation(r["instruction"], cot=self.cot, points=self.points, style=self.style),
+                        add_generation_prompt=True, tokenize=False),
+                     "multi_modal_data": {"image": images[r["image"]]}} for r in rows]
+        return [out.outputs[0].text for out in self.llm.generate(requests, self.sampling, use_tqdm=False)]
+
+
 def predict_shard(rows, policy: PolicyRunner, segmenter: Segmenter, size: int, points: bool) -> list[dict]:
     originals = {path: open_rgb(path) for path in dict.fromkeys(r["image"] for r in rows)}
     views = {path: policy_view(im, size) for path, im in originals.items()}
@@ -135,7 +163,8 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
     if len(done) < len(shards):
         device = "cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        policy = PolicyRunner(ref["policy"], f"{layout.policy_ref(variant_name)}: policy", size=size, cot=v.cot,
+        runner = VLLMRunner if settings.predict.get("backend", "hf") == "vllm" else PolicyRunner
+        policy = runner(ref["policy"], f"{layout.policy_ref(variant_name)}: policy", size=size, cot=v.cot,
                               points=points, max_new_tokens=settings.predict["max_new_tokens"],
                               batch_size=settings.predict["batch_size"], device=device, dtype=dtype,
                               style=style)

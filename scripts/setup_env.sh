@@ -10,7 +10,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "[setup] $VENV is up to date"; exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+# pip's notes about this machine's local package folders are noise to a user: drop them
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@" 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'; }
 echo "[setup] installing torch 2.14.1 / torchvision 0.29.1"
 pip install -q "torch==2.14.1" "torchvision==0.29.1"
 # sam2 is source-only: build it against the installed torch, without its CUDA extension,

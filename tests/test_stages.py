@@ -135,3 +135,19 @@ def test_qualitative_figure(in_demo, monkeypatch, tmp_path):
 
     with Image.open(out) as im:
         assert im.size[0] > im.size[1] / 2 and im.size[0] > 500  # three columns, two rows
+
+
+def test_vllm_backend_without_vllm_names_the_setting(in_demo):
+    import dataclasses
+
+    from rise.errors import MissingResourceError
+
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vLLM is installed here")
+    except ImportError:
+        pass
+    settings = dataclasses.replace(in_demo, predict={**in_demo.predict, "backend": "vllm"})
+    train_variant(settings, "zeroshot_3b")
+    with pytest.raises(MissingResourceError, match="predict.backend is 'vllm'"):
+        predict(settings, "zeroshot_3b", "reasonseg_val")

@@ -48,7 +48,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -105,10 +105,6 @@ def read_jsonl(path) -> list[dict]:
                 except json.JSONDecodeError as exc:
                     raise ContractError(f"{path}:{lineno}: not valid JSON ({exc})") from exc
     return rows
-
-
-def iter_jsonl(path) -> Iterator[dict]:
-    yield from read_jsonl(path)
 
 
 # --------------------------------------------------------------------------------------------- masks

@@ -5,7 +5,6 @@ cache fails at once with a message naming the setting, when offline (`HF_HUB_OFF
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -282,6 +281,3 @@ def build_tiny_sam2(out_file: str | Path, config: str, image_size: int, seed: in
     torch.save({"model": model.state_dict()}, out)
     return out
 
-
-def write_model_card(out_dir: Path, info: dict) -> None:
-    (out_dir / "RISE_MODEL.json").write_text(json.dumps(info, indent=2))

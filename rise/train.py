@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from rise.config import Settings
-from rise.contracts import load_train_manifest, read_json, write_json, write_jsonl
+from rise.contracts import load_train_manifest, write_json, write_jsonl
+from rise.errors import ConfigError
 from rise.imaging import open_rgb, policy_view
 from rise.models import load_clip, load_policy
 from rise.prompts import conversation
@@ -108,6 +111,17 @@ def write_curves(log_history: list[dict], out_file: Path) -> None:
     plt.close(fig)
 
 
+class StepTimer(TrainerCallback):
+    """Adds the wall time of each optimisation step to TRL's logs (`step_time`)."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and hasattr(self, "started"):
+            logs["step_time"] = time.perf_counter() - self.started
+
+
 def train_variant(settings: Settings, variant_name: str, callbacks: list | None = None) -> Path:
     """Trains one variant (resuming from its latest checkpoint) and writes its policy reference.
 
@@ -125,7 +139,7 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
         log.info("%s: no training (zero-shot); policy is %s", variant_name, base)
         return ref_file
 
-    from transformers import TrainerCallback
+    from accelerate import PartialState
     from trl import GRPOTrainer
 
     rows = load_train_manifest(layout.train_manifest(v.train_set))
@@ -142,29 +156,22 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     device = "cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu"
     rewards = build_rewards(v.rewards, points=v.points, cot=v.cot, clip_loader=clip_loader, device=device)
     if not rewards:
-        raise ValueError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
+        raise ConfigError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
 
     trainer_dir = out_dir / "trainer"
     fingerprint_file = out_dir / "train_settings.json"
     fingerprint = settings.stage_settings("train", variant_name)
-    if trainer_dir.exists() and (not fingerprint_file.exists() or fingerprint_file.read_text() != fingerprint):
-        # checkpoints of other settings must not be resumed: start this training afresh
-        log.warning("%s: settings changed since the checkpoints in %s were written; starting afresh",
-                    variant_name, trainer_dir)
-        shutil.rmtree(trainer_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint_file.write_text(fingerprint)
+    processes = PartialState()
+    if processes.is_main_process:
+        if trainer_dir.exists() and (not fingerprint_file.exists() or fingerprint_file.read_text() != fingerprint):
+            # checkpoints of other settings must not be resumed: start this training afresh
+            log.warning("%s: settings changed since the checkpoints in %s were written; starting afresh",
+                        variant_name, trainer_dir)
+            shutil.rmtree(trainer_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fingerprint_file.write_text(fingerprint)
+    processes.wait_for_everyone()
     args = grpo_config(settings, trainer_dir, world_size())
-
-    class StepTimer(TrainerCallback):
-        import time as _time
-
-        def on_step_begin(self, args, state, control, **kw):
-            self._t = self._time.perf_counter()
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if logs is not None and hasattr(self, "_t"):
-                logs["step_time"] = self._time.perf_counter() - self._t
 
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=processor, callbacks=[StepTimer(), *(callbacks or [])])
@@ -182,6 +189,3 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     log.info("%s: %d steps -> %s", variant_name, trainer.state.global_step, final)
     return ref_file
 
-
-def read_policy_ref(path: Path) -> dict:
-    return read_json(path)

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
             q = settings.figures["qualitative"]
             qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
-                               settings.layout.figure("qualitative"))
+                               settings.layout.figure("qualitative"), q.get("sample_ids"))
         elif args.command == "check-data":
             return check_data(settings)
         elif args.command == "table":

@@ -15,10 +15,19 @@ from rise.imaging import open_rgb
 log = logging.getLogger(__name__)
 
 
-def choose_samples(manifest: list[dict], n: int, seed: int) -> list[dict]:
+def choose_samples(manifest: list[dict], preds: dict, n: int, seed: int, sample_ids=None) -> list[dict]:
+    """The named samples, or a seeded pick that favours samples some variant answered in a usable form."""
+    if sample_ids:
+        by_id = {m["sample_id"]: m for m in manifest}
+        unknown = [s for s in sample_ids if s not in by_id]
+        if unknown:
+            raise ValueError(f"figures.qualitative.sample_ids: {unknown} are not in the dataset")
+        return [by_id[s] for s in sample_ids]
     rng = np.random.default_rng(seed)
-    idx = sorted(rng.choice(len(manifest), size=min(n, len(manifest)), replace=False))
-    return [manifest[i] for i in idx]
+    order = rng.permutation(len(manifest))
+    answered = [i for i in order if any(p[manifest[i]["sample_id"]]["parse_ok"] for p in preds.values())]
+    rest = [i for i in order if i not in set(answered)]
+    return [manifest[i] for i in sorted((answered + rest)[:n])]
 
 
 def _overlay(ax, image, mask, colour):
@@ -31,7 +40,8 @@ def _overlay(ax, image, mask, colour):
     ax.set_yticks([])
 
 
-def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_samples: int, out: Path) -> Path:
+def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_samples: int, out: Path,
+                       sample_ids: list[str] | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +50,7 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
 
     manifest = load_eval_manifest(settings.layout.dataset_manifest(dataset))
     preds = {v: {p["sample_id"]: p for p in read_jsonl(settings.layout.predictions(v, dataset))} for v in variants}
-    samples = choose_samples(manifest, n_samples, settings.seed)
+    samples = choose_samples(manifest, preds, n_samples, settings.seed, sample_ids)
     cols = 1 + len(variants)
     fig, axes = plt.subplots(len(samples), cols, figsize=(3.6 * cols, 4.2 * len(samples)), squeeze=False)
     for row, sample in zip(axes, samples):

@@ -46,5 +46,6 @@ rule figure_qualitative:
     input:
         lambda w: [str(L.predictions(v, S.figures["qualitative"]["dataset"])) for v in S.figures["qualitative"]["variants"]],
     output: str(L.figure("qualitative"))
+    params: settings=repr(S.figures.get("qualitative"))
     log: log_file("figure", "qualitative")
     shell: "{RISE} --log {log} figure"

@@ -63,7 +63,9 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     train_variant(settings, "full_3b")
     wall = time.perf_counter() - started
-    steps = [json.loads(l) for l in settings.layout.train_curves("full_3b").read_text().splitlines()]
+    import pandas as pd
+
+    steps = pd.read_csv(settings.layout.train_curves("full_3b")).to_dict("records")
     per_step = train["prompts_per_step"] * train["num_generations"]
     step_time = sorted(s["step_time"] for s in steps)[len(steps) // 2]
     result = {

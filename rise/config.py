@@ -78,8 +78,8 @@ class Layout:
         return self.run_dir / "checkpoints" / variant
 
     def train_curves(self, variant: str) -> Path:
-        """Per-step training metrics (JSONL, for `dvc plots`); the PNG lies beside it."""
-        return self.run_dir / "curves" / f"{variant}.jsonl"
+        """Per-step training metrics (CSV, for `dvc plots`); the PNG lies beside it."""
+        return self.run_dir / "curves" / f"{variant}.csv"
 
     def policy_ref(self, variant: str) -> Path:
         return self.checkpoint_dir(variant) / "policy.json"

@@ -21,7 +21,7 @@ Policy reference      runs/<preset>/checkpoints/<variant>/policy.json  (stage: t
     {"variant", "policy": model folder or Hub id to load, "base": the untrained policy,
      "trained": bool, "steps": int, "provenance": {...}}
 
-Training curves       runs/<preset>/curves/<variant>.jsonl (+ .png)      (stage: train)
+Training curves       runs/<preset>/curves/<variant>.csv (+ .png)        (stage: train)
     one row per optimisation step as TRL logs it: step, reward, rewards/<term>/mean, kl,
     completions/mean_length, step_time, ... (empty for a variant that is not trained)
 

@@ -20,7 +20,7 @@ import torch
 from transformers import TrainerCallback
 
 from rise.config import Settings
-from rise.contracts import load_train_manifest, write_json, write_jsonl
+from rise.contracts import atomic_write_text, load_train_manifest, write_json
 from rise.errors import ConfigError
 from rise.imaging import open_rgb, policy_view
 from rise.models import load_clip, load_policy
@@ -82,9 +82,12 @@ def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1):
 
 
 def write_curves(log_history: list[dict], out_file: Path) -> None:
-    """Per-step metrics as JSONL (for `dvc plots`) and a PNG of reward terms, KL, length and step time."""
+    """Per-step metrics as CSV (for `dvc plots`) and a PNG of reward terms, KL, length and step time."""
+    import pandas as pd
+
     steps = [h for h in log_history if "reward" in h]
-    write_jsonl(out_file, steps)
+    table = pd.DataFrame.from_records(steps, columns=None if steps else ["step", "reward"])
+    atomic_write_text(out_file, table.to_csv(index=False))
     if not steps:
         return
     import matplotlib
@@ -134,7 +137,7 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     record = {"variant": variant_name, "base": base, "settings": v.as_dict(),
               "provenance": settings.provenance()}
     if not v.train:
-        write_jsonl(layout.train_curves(variant_name), [])  # no steps: an empty curve, so every variant has one
+        write_curves([], layout.train_curves(variant_name))  # no steps: an empty curve, so every variant has one
         write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0})
         log.info("%s: no training (zero-shot); policy is %s", variant_name, base)
         return ref_file

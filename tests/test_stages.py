@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rise.contracts import decode_mask, read_json, read_jsonl
@@ -30,7 +31,7 @@ def test_grpo_training_runs_and_saves_a_loadable_policy(in_demo, variant):
 
     model, processor = load_policy(ref["policy"])
     assert model.config.model_type == "qwen2_5_vl"
-    curves = read_jsonl(in_demo.layout.train_curves(variant))
+    curves = pd.read_csv(in_demo.layout.train_curves(variant)).to_dict("records")
     assert len(curves) == in_demo.train["max_steps"]
     logged = {k.split("/")[1] for k in curves[0] if k.startswith("rewards/")}
     v = in_demo.variants[variant]

@@ -1,6 +1,7 @@
 """An interrupted GRPO training resumes from its latest checkpoint and ends at the same step."""
 import dataclasses
 
+import pandas as pd
 import pytest
 from transformers import TrainerCallback
 
@@ -29,7 +30,7 @@ def test_resume_after_kill(in_demo):
 
     ref = read_json(train_variant(settings, variant))
     assert ref["trained"] and ref["steps"] == 4
-    steps = [row["step"] for row in read_jsonl(layout.train_curves(variant))]
+    steps = list(pd.read_csv(layout.train_curves(variant))["step"])
     assert steps == [1, 2, 3, 4]  # steps 1-2 from the checkpoint, 3-4 after resuming, none twice
     assert latest_checkpoint(trainer_dir).name == "checkpoint-4"
 
@@ -41,5 +42,5 @@ def test_checkpoints_of_other_settings_are_not_resumed(in_demo):
     changed = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 2, "save_steps": 1,
                                                   "learning_rate": 3e-6})
     ref = read_json(train_variant(changed, variant))
-    steps = [row["step"] for row in read_jsonl(changed.layout.train_curves(variant))]
+    steps = list(pd.read_csv(changed.layout.train_curves(variant))["step"])
     assert ref["steps"] == 2 and steps == [1, 2]  # a fresh run, not a continuation of the first

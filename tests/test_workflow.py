@@ -114,3 +114,5 @@ def test_dvc_repro_one_variant(tmp_path):
     assert metrics.exists()
     status = sh("dvc status evaluate@full_3b", root).stdout
     assert "up to date" in status.lower() or status.strip() == ""
+    plots = sh("dvc plots show --json runs/demo/curves/full_3b.csv", root)
+    assert "error" not in plots.stdout.lower() and '"reward"' in plots.stdout

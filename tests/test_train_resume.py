@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from transformers import TrainerCallback
 
-from rise.contracts import read_json, read_jsonl
+from rise.contracts import read_json
 from rise.train import latest_checkpoint, train_variant
 
 

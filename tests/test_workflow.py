@@ -53,28 +53,28 @@ def test_demo_produces_table4_and_reruns_nothing(demo_run):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_changing_a_training_setting_reruns_training_and_downstream_only(demo_run):
-    root, _ = demo_run
+def planned_after_edit(root, old: str, new: str) -> dict[str, int]:
+    """The jobs a dry run plans once `old` is replaced by `new` in params.yaml (restored after)."""
     params = root / "params.yaml"
     original = params.read_text()
+    assert old in original
     try:
-        params.write_text(original.replace("learning_rate: 1.0e-6", "learning_rate: 2.0e-6"))
-        counts = job_counts(sh("snakemake -n results/table4.csv", root).stdout)
-        assert counts == {"train": 5, "predict": 5, "evaluate": 5, "table": 1, "table_alias": 1}
+        params.write_text(original.replace(old, new))
+        return job_counts(sh("snakemake -n results/table4.csv", root).stdout)
     finally:
         params.write_text(original)
+
+
+def test_changing_a_training_setting_reruns_training_and_downstream_only(demo_run):
+    root, _ = demo_run
+    assert planned_after_edit(root, "learning_rate: 1.0e-6", "learning_rate: 2.0e-6") == \
+        {"train": 5, "predict": 5, "evaluate": 5, "table": 1, "table_alias": 1}
 
 
 def test_changing_the_protocol_reruns_evaluation_only(demo_run):
     root, _ = demo_run
-    params = root / "params.yaml"
-    original = params.read_text()
-    try:
-        params.write_text(original.replace("protocol: segzero", "protocol: lisa"))
-        counts = job_counts(sh("snakemake -n results/table4.csv", root).stdout)
-        assert counts == {"evaluate": 5, "table": 1, "table_alias": 1}
-    finally:
-        params.write_text(original)
+    assert planned_after_edit(root, "protocol: segzero", "protocol: lisa") == \
+        {"evaluate": 5, "table": 1, "table_alias": 1}
 
 
 def test_paper_preset_stops_at_once_naming_what_is_missing(tmp_path):

@@ -37,15 +37,26 @@ def latest_checkpoint(trainer_dir: Path) -> Path | None:
 
 
 def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
+    """Prompts plus the policy's view of each image. Images are read and resized when a batch asks
+    for them (every image is checked to open first), so 2,000 840x840 images are never all in memory."""
     from datasets import Dataset
 
+    for r in rows:  # a missing or corrupt image names itself now, not mid-training
+        open_rgb(r["image"])
     records = {
         "prompt": [conversation(r["instruction"], cot=cot, points=points) for r in rows],
-        "image": [policy_view(open_rgb(r["image"]), size) for r in rows],
+        "image_path": [r["image"] for r in rows],
         "instruction": [r["instruction"] for r in rows],
         "sample_id": [r["sample_id"] for r in rows],
     }
-    return Dataset.from_dict(records)
+
+    def with_policy_view(batch: dict) -> dict:
+        batch["image"] = [policy_view(open_rgb(path), size) for path in batch["image_path"]]
+        return batch
+
+    dataset = Dataset.from_dict(records)
+    dataset.set_transform(with_policy_view)
+    return dataset
 
 
 def world_size() -> int:

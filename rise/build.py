@@ -31,27 +31,44 @@ def tokenizer_corpus() -> list[str]:
     return texts
 
 
-def check_models(settings: Settings) -> None:
-    """Fail fast, naming the setting, when a model the preset needs is not available."""
-    from rise.models import check_hub_or_path, load_clip
+def model_problems(settings: Settings) -> list[str]:
+    """Every model the preset names and this machine lacks, one sentence each naming its setting."""
     from pathlib import Path
 
+    from rise.models import check_hub_or_path, load_clip
+
     prefix = f"presets.{settings.preset}.models"
+    first_key = {}  # the demo maps 3b and 7b to one folder: check each model once
     for key, ref in settings.models["policies"].items():
-        check_hub_or_path(ref, f"{prefix}.policies.{key}")
+        first_key.setdefault(ref, key)
+    checks = [lambda ref=ref, key=key: check_hub_or_path(ref, f"{prefix}.policies.{key}")
+              for ref, key in first_key.items()]
     clip = settings.models["clip"]
-    if Path(clip["pretrained"]).suffix or "/" in clip["pretrained"]:
-        if not Path(clip["pretrained"]).exists():
-            raise MissingResourceError(f"{prefix}.clip.pretrained: '{clip['pretrained']}' does not exist")
-    else:
-        load_clip(clip["model"], clip["pretrained"], f"{prefix}.clip")
-    ckpt = settings.models["sam2"]["checkpoint"]
-    if not Path(ckpt).exists():
+
+    def check_clip():
+        if Path(clip["pretrained"]).suffix or "/" in clip["pretrained"]:
+            if not Path(clip["pretrained"]).exists():
+                raise MissingResourceError(f"{prefix}.clip.pretrained: '{clip['pretrained']}' does not exist")
+        else:
+            load_clip(clip["model"], clip["pretrained"], f"{prefix}.clip")
+
+    def check_sam2():
+        ckpt = settings.models["sam2"]["checkpoint"]
+        if Path(ckpt).exists():
+            return
         if ckpt.count("/") == 1 and not ckpt.endswith(".pt"):
             check_hub_or_path(ckpt, f"{prefix}.sam2.checkpoint", filename="config.yaml")
         else:
             raise MissingResourceError(f"{prefix}.sam2.checkpoint: '{ckpt}' does not exist (download "
                                        "sam2.1_hiera_large.pt from the SAM2 release)")
+
+    problems = []
+    for check in [*checks, check_clip, check_sam2]:
+        try:
+            check()
+        except MissingResourceError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def build_models(settings: Settings) -> None:
@@ -71,7 +88,9 @@ def build_models(settings: Settings) -> None:
         sam = settings.models["sam2"]
         build_tiny_sam2(sam["checkpoint"], sam["config"], sam.get("image_size", 1024), seed=settings.seed)
         log.info("built the demo models under %s", out_dir)
-    check_models(settings)
+    problems = model_problems(settings)
+    if problems:
+        raise MissingResourceError("; ".join(problems))
     write_json(settings.layout.models_manifest(), {"built_offline": settings.build_demo_models,
                                                    "format_warm_up_steps": settings.warm_up_steps,
                                                    **settings.provenance()})

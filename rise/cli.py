@@ -25,7 +25,7 @@ def _setup_logging(log_file: str | None) -> None:
 
 def preflight(settings, *, need_models: bool = True, check_gpu: bool = True) -> list[str]:
     """What the preset needs and this machine lacks; empty when ready."""
-    from rise.build import check_models
+    from rise.build import model_problems
     from rise.data import check_dataset
     from rise.errors import RiseError
 
@@ -37,10 +37,7 @@ def preflight(settings, *, need_models: bool = True, check_gpu: bool = True) -> 
             problems.append(f"presets.{settings.preset}.device is 'cuda' but no CUDA GPU is visible "
                             "(run on a GPU node, e.g. with the slurm profile)")
     if need_models and not settings.build_demo_models:
-        try:
-            check_models(settings)
-        except RiseError as exc:
-            problems.append(str(exc))
+        problems += model_problems(settings)
     for name in settings.datasets:
         try:
             check_dataset(settings, name)

@@ -83,6 +83,8 @@ def test_paper_preset_stops_at_once_naming_what_is_missing(tmp_path):
     err = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "presets.paper.models.policies.3b" in err and "Qwen/Qwen2.5-VL-3B-Instruct" in err
+    assert "presets.paper.models.policies.7b" in err and "presets.paper.models.clip" in err
+    assert "presets.paper.models.sam2.checkpoint" in err
     assert "no CUDA GPU" in err
     assert "presets.paper.datasets.reasonseg_test.root" in err
     assert "Traceback" not in err

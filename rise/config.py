@@ -42,6 +42,7 @@ class Variant:
     rewards: tuple[str, ...]
     cot: bool
     points: bool
+    gpus: int | None = None  # GPUs for this variant's training; None: the preset's launch.gpus
 
     def as_dict(self) -> dict:
         return {"name": self.name, "train": self.train, "policy": self.policy, "train_set": self.train_set,
@@ -140,6 +141,13 @@ class Settings:
     def policy_ref(self, variant: str) -> str:
         return self.models["policies"][self.variants[variant].policy]
 
+    def train_gpus(self, variant: str) -> int:
+        """GPUs one training job of the variant uses (0 on CPU presets and for untrained variants)."""
+        v = self.variants[variant]
+        if self.device != "cuda" or not v.train:
+            return 0
+        return v.gpus or self.launch.get("gpus", 1)
+
     def table_needs(self, table: str) -> list[tuple[str, str]]:
         """(variant, eval_set) pairs whose metrics a table reads."""
         t = self.tables[table]
@@ -226,7 +234,7 @@ def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str |
             raise ConfigError(f"{source}: variants.{name}.rewards is empty: a trained variant needs a reward")
         variants[name] = Variant(name=name, train=merged["train"], policy=merged["policy"],
                                  train_set=merged["train_set"], rewards=rewards, cot=merged["cot"],
-                                 points=merged["points"])
+                                 points=merged["points"], gpus=merged.get("gpus"))
 
     q = raw.get("figures", {}).get("qualitative")
     if q:

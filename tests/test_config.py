@@ -74,3 +74,11 @@ def test_preset_overrides_apply_only_to_their_preset():
     paper = load_settings(ROOT / "params.yaml", "paper")
     assert demo.train["max_steps"] == 2 and paper.train["max_steps"] == -1
     assert demo.train["learning_rate"] == paper.train["learning_rate"]
+
+
+def test_training_gpus_per_variant(tmp_path):
+    p = write(tmp_path, lambda r: r["variants"]["full_7b"].update(gpus=4))
+    paper = load_settings(p, "paper")
+    assert paper.train_gpus("full_7b") == 4 and paper.train_gpus("full_3b") == 8
+    assert paper.train_gpus("zeroshot_3b") == 0
+    assert load_settings(p, "demo").train_gpus("full_7b") == 0

@@ -39,7 +39,7 @@ def train_inputs(wildcards):
 
 
 def train_gpus(wildcards):
-    return S.launch.get("gpus", 1) * GPU if S.variants[wildcards.variant].train else 0
+    return S.train_gpus(wildcards.variant)
 
 
 def train_launcher(wildcards):

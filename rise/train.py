@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 
 from rise.config import Settings
 from rise.contracts import atomic_write_text, load_train_manifest, write_json
-from rise.errors import ConfigError
+from rise.errors import ConfigError, DataError
 from rise.imaging import open_rgb, policy_view
 from rise.models import load_clip, load_policy
 from rise.prompts import conversation
@@ -38,11 +38,16 @@ def latest_checkpoint(trainer_dir: Path) -> Path | None:
 
 def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
     """Prompts plus the policy's view of each image. Images are read and resized when a batch asks
-    for them (every image is checked to open first), so 2,000 840x840 images are never all in memory."""
+    for them (every image's header is checked first), so 2,000 840x840 images are never all in memory."""
     from datasets import Dataset
 
-    for r in rows:  # a missing or corrupt image names itself now, not mid-training
-        open_rgb(r["image"])
+    from rise.data import read_image_headers
+
+    # a missing or unreadable image names itself now, not mid-training (headers only: cheap)
+    problems = {p: why for p, why in read_image_headers(r["image"] for r in rows).items() if isinstance(why, str)}
+    if problems:
+        first = sorted(problems)[0]
+        raise DataError(f"{len(problems)} training images are missing or unreadable; first: {first} {problems[first]}")
     records = {
         "prompt": [conversation(r["instruction"], cot=cot, points=points) for r in rows],
         "image_path": [r["image"] for r in rows],

@@ -1,7 +1,5 @@
 """Each stage on the tiny demo project: train, predict (with resume), evaluate, table."""
-import json
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -44,3 +44,12 @@ def test_checkpoints_of_other_settings_are_not_resumed(in_demo):
     ref = read_json(train_variant(changed, variant))
     steps = list(pd.read_csv(changed.layout.train_curves(variant))["step"])
     assert ref["steps"] == 2 and steps == [1, 2]  # a fresh run, not a continuation of the first
+
+
+def test_missing_training_image_names_itself_before_training(tmp_path):
+    from rise.errors import DataError
+    from rise.train import build_dataset
+
+    rows = [{"sample_id": "a", "image": str(tmp_path / "gone.png"), "instruction": "x", "dataset": "d", "source_id": "s"}]
+    with pytest.raises(DataError, match="gone.png does not exist"):
+        build_dataset(rows, 112, cot=True, points=True)

@@ -63,15 +63,20 @@ def check_hub_or_path(ref: str, setting: str, filename: str = "config.json") -> 
 # Policy (Qwen2.5-VL)
 # ---------------------------------------------------------------------------------------------
 
-def load_policy(ref: str, setting: str = "models.policies", *, dtype=None, device: str = "cpu"):
-    """Returns (model, processor) for a Qwen2.5-VL Hub id or local folder."""
+def load_policy(ref: str, setting: str = "models.policies", *, dtype=None, device="cpu"):
+    """Returns (model, processor) for a Qwen2.5-VL Hub id or local folder.
+
+    On a GPU the weights are read straight onto `device` (no full copy in host memory, which
+    matters when 8 ranks load at once). `device=None` leaves placement to DeepSpeed ZeRO-3."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     check_hub_or_path(ref, setting)
     processor = AutoProcessor.from_pretrained(ref)
     processor.tokenizer.padding_side = "left"  # batched generation
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(ref, dtype=dtype or torch.float32)
-    return model.to(device), processor
+    device = torch.device(device) if device is not None else None
+    placement = {"device_map": {"": device}} if device is not None and device.type == "cuda" else {}
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(ref, dtype=dtype or torch.float32, **placement)
+    return (model if device is None else model.to(device)), processor
 
 
 def _train_tokenizer(corpus: list[str], vocab_size: int):

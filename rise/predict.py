@@ -19,10 +19,11 @@ from rise.answer import parse_answer, think_chars
 from rise.config import Settings
 from rise.contracts import (PREDICTION_FIELDS, encode_mask, load_eval_manifest, read_json, read_jsonl,
                             write_jsonl)
+from rise.devices import compute_device
 from rise.imaging import open_rgb, policy_view, to_original
 from rise.errors import MissingResourceError
 from rise.models import check_hub_or_path, load_policy, load_sam2
-from rise.prompts import conversation
+from rise.prompts import PROMPT_TEXT_TOKENS, conversation
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,13 @@ def image_shards(rows: list[dict], shard_size: int) -> list[list[dict]]:
 
 class PolicyRunner:
     def __init__(self, policy_ref: str, setting: str, *, size: int, cot: bool, points: bool, max_new_tokens: int,
-                 batch_size: int, device: str, dtype=torch.float32, style: str = "segzero"):
+                 batch_size: int, device: str, dtype=torch.float32, style: str = "segzero",
+                 repetition_penalty: float = 1.0):
         self.model, self.processor = load_policy(policy_ref, setting, dtype=dtype, device=device)
         self.model.eval()
         self.size, self.cot, self.points, self.style = size, cot, points, style
         self.max_new_tokens, self.batch_size, self.device = max_new_tokens, batch_size, device
+        self.repetition_penalty = repetition_penalty
 
     @torch.no_grad()
     def generate(self, rows: list[dict], images: dict[str, object]) -> list[str]:
@@ -93,7 +96,9 @@ class PolicyRunner:
                                                           add_generation_prompt=True, tokenize=False) for r in batch]
             inputs = self.processor(text=prompts, images=[images[r["image"]] for r in batch],
                                     padding=True, return_tensors="pt").to(self.device)
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+            # decoding set here, not inherited from the checkpoint's generation config
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      repetition_penalty=self.repetition_penalty)
             texts += self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         return texts
 
@@ -102,7 +107,8 @@ class VLLMRunner(PolicyRunner):
     """Greedy generation with vLLM (GPU only, `predict.backend: vllm`); same prompts as the HF path."""
 
     def __init__(self, policy_ref: str, setting: str, *, size: int, cot: bool, points: bool, max_new_tokens: int,
-                 batch_size: int, device: str, dtype=None, style: str = "segzero"):
+                 batch_size: int, device: str, dtype=None, style: str = "segzero",
+                 repetition_penalty: float = 1.0):
         try:
             from vllm import LLM, SamplingParams
         except ImportError as exc:
@@ -112,8 +118,12 @@ class VLLMRunner(PolicyRunner):
 
         check_hub_or_path(policy_ref, setting)
         self.processor = AutoProcessor.from_pretrained(policy_ref)
-        self.llm = LLM(model=policy_ref, dtype="bfloat16", limit_mm_per_prompt={"image": 1}, seed=0)
-        self.sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        # the model config's 128K context would reserve a KV cache far beyond one image + answer
+        max_len = (size // 28) ** 2 + PROMPT_TEXT_TOKENS + max_new_tokens
+        self.llm = LLM(model=policy_ref, dtype="bfloat16", limit_mm_per_prompt={"image": 1}, seed=0,
+                       max_model_len=max_len)
+        self.sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
+                                       repetition_penalty=repetition_penalty)
         self.size, self.cot, self.points, self.style = size, cot, points, style
         self.max_new_tokens, self.batch_size, self.device = max_new_tokens, batch_size, device
 
@@ -161,16 +171,16 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
     style = settings.datasets[eval_set].get("eval_prompt", "segzero")
     points = v.points and style == "segzero"  # Qwen's grounding prompt asks for a box alone
     if len(done) < len(shards):
-        device = "cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        device = compute_device(settings.preset, settings.device)
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         runner = VLLMRunner if settings.predict.get("backend", "hf") == "vllm" else PolicyRunner
         policy = runner(ref["policy"], f"{layout.policy_ref(variant_name)}: policy", size=size, cot=v.cot,
                               points=points, max_new_tokens=settings.predict["max_new_tokens"],
                               batch_size=settings.predict["batch_size"], device=device, dtype=dtype,
-                              style=style)
+                              style=style, repetition_penalty=settings.predict["repetition_penalty"])
         sam = settings.models["sam2"]
         segmenter = Segmenter(load_sam2(sam["config"], sam["checkpoint"], sam.get("image_size", 1024),
-                                        f"presets.{settings.preset}.models.sam2", device=device),
+                                        f"presets.{settings.preset}.models.sam2", device=str(device)),
                               settings.predict["multimask"])
         if done:
             log.info("%s/%s: resuming, %d of %d shards already done", variant_name, eval_set, len(done), len(shards))

@@ -16,6 +16,10 @@ EXAMPLE_BOX_ONLY = "{'bbox': [10,100,200,210]}"
 QWEN_GROUNDING = "Locate {q}, output its bbox coordinates using JSON format."
 EVAL_PROMPTS = ("segzero", "qwen_grounding")
 
+# Token budget of a prompt's text (system turn, instruction, format request) when sizing a
+# generation engine's context: Seg-Zero's prompt is about 120 tokens, the rest is headroom.
+PROMPT_TEXT_TOKENS = 256
+
 
 def question_text(instruction: str) -> str:
     return instruction.strip().lower().rstrip(".")

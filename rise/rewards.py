@@ -171,7 +171,7 @@ def build_rewards(names, *, points: bool, cot: bool, clip_loader: Callable | Non
                 raise ValueError("the semantic reward needs a CLIP model")
             model, tokenizer = clip_loader()
             out.append(SemanticReward(model, tokenizer, device=device,
-                                      dtype=torch.float16 if device == "cuda" else torch.float32))
+                                      dtype=torch.float16 if torch.device(device).type == "cuda" else torch.float32))
         else:
             raise ValueError(f"unknown reward '{name}'")
     return out

@@ -11,6 +11,7 @@ Differences from Seg-Zero's veRL setup are written down in docs/training.md.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -21,10 +22,12 @@ from transformers import TrainerCallback
 
 from rise.config import Settings
 from rise.contracts import atomic_write_text, load_train_manifest, write_json
+from rise.devices import (compute_device, deepspeed_zero_stage, launched_with_deepspeed, policy_load_dtype,
+                          reference_dtype)
 from rise.errors import ConfigError, DataError
 from rise.imaging import open_rgb, policy_view
 from rise.models import load_clip, load_policy
-from rise.prompts import conversation
+from rise.prompts import PROMPT_TEXT_TOKENS, conversation
 from rise.rewards import build_rewards
 
 log = logging.getLogger(__name__)
@@ -64,36 +67,47 @@ def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
     return dataset
 
 
-def world_size() -> int:
-    """Processes of this training run (set by `accelerate launch`; 1 otherwise)."""
-    import os
+def vllm_max_model_length(settings: Settings) -> int:
+    """Longest sequence a colocated vLLM engine must hold: the image's tokens (one per 28x28 patch
+    of the policy's square view), the prompt's text, and the completion. Set explicitly because the
+    model config's default (128K) leaves no room for a KV cache beside training."""
+    image_tokens = (settings.image["policy_size"] // 28) ** 2
+    return image_tokens + PROMPT_TEXT_TOKENS + settings.train["max_completion_length"]
 
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
-
-def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1):
+def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1, device: torch.device | None = None):
     from trl import GRPOConfig
 
     t = settings.train
     per_update = t["prompts_per_step"] * t["num_generations"]
     per_device = t.get("per_device_batch_size", per_update)
     if per_update % (per_device * world_size):
-        raise ValueError(f"train: {per_update} completions per update cannot be split over {world_size} "
-                         f"processes of {per_device} (train.per_device_batch_size)")
+        raise ConfigError(f"train: {per_update} completions per update cannot be split over {world_size} "
+                          f"processes of {per_device} (train.per_device_batch_size)")
     accumulation = per_update // (per_device * world_size)
-    on_cpu = settings.device == "cpu" or not torch.cuda.is_available()
+    device = device or torch.device("cpu")
+    on_cpu = device.type == "cpu"
+    ref_init = {"dtype": reference_dtype(t["bf16"], device)}
+    if device.type == "cuda" and world_size == 1:
+        ref_init["device_map"] = {"": device}  # the KL reference loads straight onto the GPU too
     return GRPOConfig(
         output_dir=str(output_dir), seed=settings.seed, data_seed=settings.seed,
         num_generations=t["num_generations"], per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation, learning_rate=t["learning_rate"],
         lr_scheduler_type=t["lr_scheduler"], weight_decay=t["weight_decay"], beta=t["beta"],
         epsilon=t["epsilon"], max_grad_norm=t["max_grad_norm"], temperature=t["temperature"],
+        repetition_penalty=t["repetition_penalty"],
         num_train_epochs=t["num_epochs"], max_steps=t["max_steps"],
         max_completion_length=t["max_completion_length"], save_strategy="steps", save_steps=t["save_steps"],
+        save_total_limit=t["save_total_limit"],
         loss_type=t["loss_type"], bf16=t["bf16"] and not on_cpu, use_cpu=on_cpu,
         gradient_checkpointing=t["gradient_checkpointing"], logging_steps=1, report_to="none",
         remove_unused_columns=False, disable_tqdm=False, save_only_model=False,
+        # read by TRL for the reference model only (the policy is passed loaded)
+        model_init_kwargs=ref_init,
         use_vllm=t.get("use_vllm", False), vllm_mode="colocate",
+        vllm_max_model_length=vllm_max_model_length(settings),
+        vllm_gpu_memory_utilization=t["vllm_gpu_memory_utilization"],
     )
 
 
@@ -131,20 +145,33 @@ def write_curves(log_history: list[dict], out_file: Path) -> None:
 
 
 class StepTimer(TrainerCallback):
-    """Adds the wall time of each optimisation step to TRL's logs (`step_time`)."""
+    """Adds each optimisation step's wall time (`step_time`, seconds) to the logged history.
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
+    Measured from the end of the previous step (the start of training for the first) to the end
+    of this one, so it holds everything a step costs: data loading, generation, rewards, the
+    reference forward, forward/backward and the optimiser step. `Trainer.log` stores a copy of the
+    logs before callbacks see them, so the figure is written into that stored entry."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = time.perf_counter()
+        self.seconds = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self.seconds, self.last = now - self.last, now
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is not None and hasattr(self, "started"):
-            logs["step_time"] = time.perf_counter() - self.started
+        if self.seconds is not None and state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1]["step_time"] = self.seconds
+            self.seconds = None
 
 
-def train_variant(settings: Settings, variant_name: str, callbacks: list | None = None) -> Path:
+def train_variant(settings: Settings, variant_name: str, callbacks: list | None = None,
+                  on_trainer=None) -> Path:
     """Trains one variant (resuming from its latest checkpoint) and writes its policy reference.
 
-    `callbacks` are extra transformers TrainerCallbacks (custom logging, early stops)."""
+    `callbacks` are extra transformers TrainerCallbacks (custom logging, early stops);
+    `on_trainer(trainer)` is called once the trainer exists (instrumentation, benchmarks)."""
     v = settings.variants[variant_name]
     layout = settings.layout
     out_dir = layout.checkpoint_dir(variant_name)
@@ -159,28 +186,16 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
         return ref_file
 
     from accelerate import PartialState
-    from trl import GRPOTrainer
 
+    processes = PartialState()  # sets this rank's device first: everything below is built on it
+    device = compute_device(settings.preset, settings.device, processes.device)
     rows = load_train_manifest(layout.train_manifest(v.train_set))
     size = settings.image["policy_size"]
     dataset = build_dataset(rows, size, v.cot, v.points)
-    dtype = torch.bfloat16 if settings.train["bf16"] and settings.device == "cuda" else torch.float32
-    model, processor = load_policy(base, f"presets.{settings.preset}.models.policies.{v.policy}", dtype=dtype)
-    clip_cfg = settings.models["clip"]
-
-    def clip_loader():
-        m, _, tok = load_clip(clip_cfg["model"], clip_cfg["pretrained"], f"presets.{settings.preset}.models.clip")
-        return m, tok
-
-    device = "cuda" if settings.device == "cuda" and torch.cuda.is_available() else "cpu"
-    rewards = build_rewards(v.rewards, points=v.points, cot=v.cot, clip_loader=clip_loader, device=device)
-    if not rewards:
-        raise ConfigError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
 
     trainer_dir = out_dir / "trainer"
     fingerprint_file = out_dir / "train_settings.json"
     fingerprint = settings.stage_settings("train", variant_name)
-    processes = PartialState()
     if processes.is_main_process:
         if trainer_dir.exists() and (not fingerprint_file.exists() or fingerprint_file.read_text() != fingerprint):
             # checkpoints of other settings must not be resumed: start this training afresh
@@ -190,10 +205,40 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
         out_dir.mkdir(parents=True, exist_ok=True)
         fingerprint_file.write_text(fingerprint)
     processes.wait_for_everyone()
-    args = grpo_config(settings, trainer_dir, world_size())
+    # The config comes before the policy: under ZeRO-3 it is what lets the load shard at once.
+    args = grpo_config(settings, trainer_dir, processes.num_processes, device)
 
-    trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
-                          processing_class=processor, callbacks=[StepTimer(), *(callbacks or [])])
+    deepspeed = launched_with_deepspeed()
+    zero3 = deepspeed_zero_stage() == 3
+    dtype = policy_load_dtype(settings.train["bf16"], deepspeed)
+    model, processor = load_policy(base, f"presets.{settings.preset}.models.policies.{v.policy}", dtype=dtype,
+                                   device=None if zero3 else device)
+    clip_cfg = settings.models["clip"]
+
+    def clip_loader():
+        m, _, tok = load_clip(clip_cfg["model"], clip_cfg["pretrained"], f"presets.{settings.preset}.models.clip",
+                              device=str(device))
+        return m, tok
+
+    rewards = build_rewards(v.rewards, points=v.points, cot=v.cot, clip_loader=clip_loader, device=str(device))
+    if not rewards:
+        raise ConfigError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
+    log.info("%s: %d process(es) on %s; policy %s in %s (%s), gradient checkpointing %s, "
+             "%d completions per micro-batch x %d accumulation", variant_name, processes.num_processes, device, base,
+             dtype, "DeepSpeed ZeRO-%d" % deepspeed_zero_stage() if deepspeed else "fp32 master weights",
+             "on" if args.gradient_checkpointing else "off", args.per_device_train_batch_size,
+             args.gradient_accumulation_steps)
+
+    from trl import GRPOTrainer
+
+    # TRL loads the KL reference itself; on a GPU rank it is read straight onto this rank's device
+    # (TRL drops device_map under multi-GPU launches, the default-device context still applies).
+    placement = torch.device(device) if device.type == "cuda" and not zero3 else contextlib.nullcontext()
+    with placement:
+        trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
+                              processing_class=processor, callbacks=[StepTimer(), *(callbacks or [])])
+    if on_trainer is not None:
+        on_trainer(trainer)
     resume = latest_checkpoint(trainer_dir)
     if resume:
         log.info("%s: resuming from %s", variant_name, resume)

@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         settings = load_settings(args.params, args.preset)
         if args.command == "check":
+            from rise.memory import launch_report
+
+            for line in launch_report(settings):  # the GPU memory plan, before what this machine lacks
+                print(line)
             problems = preflight(settings)
             if problems:
                 print(f"preset '{settings.preset}' is not ready on this machine:", file=sys.stderr)

@@ -187,7 +187,9 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
 
     from accelerate import PartialState
 
-    processes = PartialState()  # sets this rank's device first: everything below is built on it
+    # Sets this rank's device (and, under a multi-process launch, the process group: gloo on CPUs)
+    # before anything is built, so every model and reward below lands on this rank's device.
+    processes = PartialState(cpu=settings.device != "cuda" or not torch.cuda.is_available())
     device = compute_device(settings.preset, settings.device, processes.device)
     rows = load_train_manifest(layout.train_manifest(v.train_set))
     size = settings.image["policy_size"]

@@ -69,11 +69,11 @@ def test_paper_settings_fit_and_make_up_128_completions_per_update():
 
 
 def test_gpu_check_cpu_mode_reports_every_key_and_moving_weights(tmp_path):
-    out = tmp_path / "check.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--cpu", "--workdir",
-                           str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True, env=env,
-                          timeout=600)
+    """`bash benchmarks/gpu_check.sh --cpu`, as benchmarks/README.md shows it."""
+    out = tmp_path / "gpu_check.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu"], capture_output=True,
+                          text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(out.read_text())
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == result
@@ -145,3 +145,34 @@ def test_gpu_extras_resolve_as_documented():
         pytest.skip("package registry unreachable")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok: .[deepspeed] resolves" in proc.stdout and "cannot be installed beside" in proc.stdout
+
+
+def test_step_time_is_the_whole_step_wall_time(in_demo):
+    """`step_time` in the curves counts everything a step costs, not only TRL's training_step:
+    a callback that stalls each step by 1.5 s before TRL's own timer starts must show up in it."""
+    import dataclasses
+    import time
+
+    import pandas as pd
+    from transformers import TrainerCallback
+
+    from rise.config import Variant
+    from rise.train import train_variant
+
+    class Stall(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            time.sleep(1.5)
+
+    variants = {**in_demo.variants, "timed_3b": Variant(**{**in_demo.variants["full_3b"].__dict__, "name": "timed_3b"})}
+    settings = dataclasses.replace(in_demo, variants=variants, train={**in_demo.train, "max_steps": 2})
+    train_variant(settings, "timed_3b", callbacks=[Stall()])
+    curve = pd.read_csv(settings.layout.train_curves("timed_3b"))
+    assert list(curve["step"]) == [1, 2]
+    assert (curve["step_time"] >= 1.5).all(), curve["step_time"].tolist()
+
+
+def test_docs_memory_table_is_the_estimator_output():
+    """docs/training.md shows `python -m rise.memory`; the two cannot drift apart."""
+    from rise.memory import markdown_table
+
+    assert markdown_table() in (ROOT / "docs" / "training.md").read_text()

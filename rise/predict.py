@@ -113,7 +113,8 @@ class VLLMRunner(PolicyRunner):
             from vllm import LLM, SamplingParams
         except ImportError as exc:
             raise MissingResourceError("predict.backend is 'vllm' but vLLM is not installed "
-                                       "(pip install -e '.[gpu]' on a GPU node)") from exc
+                                       "in this environment (it pins another torch and transformers than this project: "
+                                       "give it an environment of its own, or use predict.backend: hf)") from exc
         from transformers import AutoProcessor
 
         check_hub_or_path(policy_ref, setting)

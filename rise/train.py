@@ -78,6 +78,11 @@ def vllm_max_model_length(settings: Settings) -> int:
 def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1, device: torch.device | None = None):
     from trl import GRPOConfig
 
+    return GRPOConfig(**grpo_kwargs(settings, output_dir, world_size, device))
+
+
+def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, device: torch.device | None = None) -> dict:
+    """GRPOConfig's arguments for this run (a plain dict, so the GPU choices can be checked anywhere)."""
     t = settings.train
     per_update = t["prompts_per_step"] * t["num_generations"]
     per_device = t.get("per_device_batch_size", per_update)
@@ -90,7 +95,7 @@ def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1, devic
     ref_init = {"dtype": reference_dtype(t["bf16"], device)}
     if device.type == "cuda" and world_size == 1:
         ref_init["device_map"] = {"": device}  # the KL reference loads straight onto the GPU too
-    return GRPOConfig(
+    return dict(
         output_dir=str(output_dir), seed=settings.seed, data_seed=settings.seed,
         num_generations=t["num_generations"], per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation, learning_rate=t["learning_rate"],

@@ -3,7 +3,7 @@
 A valid answer (what R_seg rewards, what prediction hands to SAM2):
   - the JSON object is the first `{...}` inside <answer>...</answer> (or anywhere in the text when
     there is no answer block, as Seg-Zero searches); single-quoted keys, as in the prompt's
-    example, are accepted;
+    example, are accepted unless `single_quotes=False` (Seg-Zero's rewards use strict `json.loads`);
   - `bbox` (or Qwen2.5-VL's `bbox_2d`) holds 4 finite numbers x1, y1, x2, y2 with 0 <= x1 < x2 <= width and
     0 <= y1 < y2 <= height, in the pixels of the image the policy saw;
   - with points: `points_1` and `points_2` hold 2 finite numbers each, inside the image
@@ -54,8 +54,8 @@ def _numbers(v, n: int) -> list[float] | None:
     return None if any(x is None for x in out) else out
 
 
-def _load_object(snippet: str):
-    for candidate in (snippet, snippet.replace("'", '"')):
+def _load_object(snippet: str, single_quotes: bool = True):
+    for candidate in (snippet, snippet.replace("'", '"')) if single_quotes else (snippet,):
         try:
             return json.loads(candidate)
         except (json.JSONDecodeError, ValueError):
@@ -63,14 +63,14 @@ def _load_object(snippet: str):
     return None
 
 
-def parse_answer(text, width: float, height: float, *, points: bool = True) -> Answer:
+def parse_answer(text, width: float, height: float, *, points: bool = True, single_quotes: bool = True) -> Answer:
     try:
-        return _parse(text, float(width), float(height), points)
+        return _parse(text, float(width), float(height), points, single_quotes)
     except Exception as exc:  # the parser's contract: any input, no exception
         return Answer(False, error=f"parser failure: {type(exc).__name__}")
 
 
-def _parse(text, width: float, height: float, points: bool) -> Answer:
+def _parse(text, width: float, height: float, points: bool, single_quotes: bool) -> Answer:
     if not isinstance(text, str):
         return Answer(False, error="output is not text")
     block = ANSWER_RE.search(text)
@@ -78,9 +78,10 @@ def _parse(text, width: float, height: float, points: bool) -> Answer:
     m = JSON_OBJECT_RE.search(region)
     if not m:
         return Answer(False, error="no JSON object in the answer")
-    obj = _load_object(m.group(0))
+    obj = _load_object(m.group(0), single_quotes)
     if not isinstance(obj, dict):
-        return Answer(False, error="answer is not a JSON object")
+        return Answer(False, error="answer is not a JSON object" if single_quotes
+                      else "answer is not a strict JSON object (single quotes are not accepted)")
     box = _numbers(obj.get("bbox", obj.get("bbox_2d")), 4)  # bbox_2d: Qwen2.5-VL's own grounding format
     if box is None:
         return Answer(False, error="bbox missing or not 4 finite numbers")
@@ -98,3 +99,45 @@ def _parse(text, width: float, height: float, points: bool) -> Answer:
             return Answer(False, error=f"{key} outside the image")
         pts.append((p[0], p[1]))
     return Answer(True, box=(x1, y1, x2, y2), points=(pts[0], pts[1]))
+
+
+SEGZERO_THINK_RE = re.compile(r"<think>([^<]+)</think>")
+
+
+def parse_answer_segzero(text, *, points: bool = True, think: bool = True) -> Answer:
+    """Seg-Zero's evaluation extraction (`extract_bbox_points_think`, commit 77f9ea5), for the
+    `evaluate.answer: segzero` protocol. Unlike `parse_answer` it takes the first `{...}` anywhere
+    in the text (inside the answer block or not), reads it with strict `json.loads`, takes the first
+    key containing 'bbox' and the first two containing 'points', truncates each coordinate with
+    `int()`, and fails a sample without a `<think>` block. It does not check that the box is ordered
+    or inside the image: SAM2 gets whatever was written. Where the prompt asks for no points (box
+    only) or no think block (no CoT), those parts are not required: the original script would fail
+    every such sample. Coordinates stay in the pixels of the image the policy saw."""
+    try:
+        return _parse_segzero(text, points, think)
+    except Exception as exc:  # the script's own try/except: any failure scores I = 0
+        return Answer(False, error=f"segzero extraction failed: {type(exc).__name__}: {exc}"[:200])
+
+
+def _parse_segzero(text, points: bool, think: bool) -> Answer:
+    if not isinstance(text, str):
+        return Answer(False, error="output is not text")
+    m = JSON_OBJECT_RE.search(text)
+    if not m:
+        return Answer(False, error="no JSON object in the text")
+    data = json.loads(m.group(0))
+    if not isinstance(data, dict):
+        return Answer(False, error="answer is not a JSON object")
+    bbox_key = next((k for k in data if "bbox" in k.lower()), None)
+    if bbox_key is None or len(data[bbox_key]) != 4:
+        return Answer(False, error="no 'bbox' key with 4 values")
+    box = tuple(float(int(v)) for v in data[bbox_key])
+    pts = None
+    point_keys = [k for k in data if "points" in k.lower()][:2]
+    if points:
+        if len(point_keys) != 2:
+            return Answer(False, error="fewer than two 'points' keys")
+        pts = tuple((float(int(data[k][0])), float(int(data[k][1]))) for k in point_keys)
+    if think and not SEGZERO_THINK_RE.search(text):
+        return Answer(False, error="no <think> block (Seg-Zero's evaluation fails such samples)")
+    return Answer(True, box=box, points=pts)

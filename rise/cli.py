@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             from rise.memory import launch_report
 
-            for line in launch_report(settings):  # the GPU memory plan, before what this machine lacks
+            from rise.tables import protocol_lines
+
+            for line in protocol_lines(settings) + launch_report(settings):  # before what this machine lacks
                 print(line)
             problems = preflight(settings)
             if problems:

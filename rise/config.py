@@ -171,6 +171,7 @@ class Settings:
         elif stage == "predict":
             v = self.variants[variant]
             parts.update(predict=self.predict, image=self.image, sam2=self.models["sam2"], cot=v.cot, points=v.points,
+                         answer=self.evaluate.get("answer"),
                          eval_prompt=self.datasets[dataset].get("eval_prompt", "segzero") if dataset else None)
         elif stage == "evaluate":
             parts.update(evaluate=self.evaluate)

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from rise.config import Settings
-from rise.contracts import atomic_write_text, decode_mask, load_eval_manifest, read_jsonl, write_json
+from rise.contracts import atomic_write_text, decode_mask, load_eval_manifest, read_json, read_jsonl, write_json
 from rise.errors import DataError
 from rise.metrics import intersection_union, summarize
 
@@ -40,6 +40,7 @@ def evaluate(settings: Settings, variant: str, eval_set: str) -> Path:
                      "box": p["box"] or "", "think_chars": p["think_chars"], "kind": g.get("kind", "")})
     metrics = summarize(inters, unions, protocol)
     metrics.update(n_failed_parse=sum(not preds[g["sample_id"]]["parse_ok"] for g in gts), protocol=protocol,
+                   answer=settings.evaluate["answer"], environment=_environments(settings, variant, eval_set),
                    variant=variant, dataset=eval_set, provenance=settings.provenance())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["sample_id"])
@@ -51,3 +52,16 @@ def evaluate(settings: Settings, variant: str, eval_set: str) -> Path:
     log.info("%s/%s: gIoU %.2f cIoU %.2f (%d samples, %d failed parses, protocol %s)", variant, eval_set,
              metrics["gIoU"], metrics["cIoU"], metrics["n_samples"], metrics["n_failed_parse"], protocol)
     return out
+
+
+def _environments(settings: Settings, variant: str, eval_set: str) -> dict:
+    """Where the numbers came from: the training run, the prediction run (masks), this stage."""
+    from rise.predict import environment_file
+    from rise.provenance import environment
+
+    layout = settings.layout
+    env_file = environment_file(layout.predictions(variant, eval_set))
+    policy = layout.policy_ref(variant)
+    return {"train": read_json(policy).get("environment") if policy.exists() else None,
+            "predict": read_json(env_file) if env_file.exists() else None,
+            "evaluate": environment()}

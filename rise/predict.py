@@ -15,15 +15,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rise.answer import parse_answer, think_chars
+from rise.answer import Answer, parse_answer, parse_answer_segzero, think_chars
 from rise.config import Settings
 from rise.contracts import (PREDICTION_FIELDS, encode_mask, load_eval_manifest, read_json, read_jsonl,
-                            write_jsonl)
+                            write_json, write_jsonl)
 from rise.devices import compute_device
 from rise.imaging import open_rgb, policy_view, to_original
 from rise.errors import MissingResourceError
 from rise.models import check_hub_or_path, load_policy, load_sam2
 from rise.prompts import PROMPT_TEXT_TOKENS, conversation
+from rise.provenance import environment
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +137,24 @@ class VLLMRunner(PolicyRunner):
         return [out.outputs[0].text for out in self.llm.generate(requests, self.sampling, use_tqdm=False)]
 
 
-def predict_shard(rows, policy: PolicyRunner, segmenter: Segmenter, size: int, points: bool) -> list[dict]:
+def answer_reader(protocol: str, size: int, *, points: bool, think: bool):
+    """How an answer is read for SAM2 (`evaluate.answer`): Seg-Zero's evaluation extraction, or the
+    training parser (`strict`)."""
+    if protocol == "segzero":
+        return lambda text: parse_answer_segzero(text, points=points, think=think)
+    return lambda text: parse_answer(text, size, size, points=points)
+
+
+def predict_shard(rows, policy: PolicyRunner, segmenter: Segmenter, size: int, points: bool,
+                  read_answer=None) -> list[dict]:
+    read_answer = read_answer or answer_reader("strict", size, points=points, think=False)
     originals = {path: open_rgb(path) for path in dict.fromkeys(r["image"] for r in rows)}
     views = {path: policy_view(im, size) for path, im in originals.items()}
     texts = policy.generate(rows, views)
     out = []
     current = None
     for r, text in zip(rows, texts):
-        ans = parse_answer(text, size, size, points=points)
+        ans: Answer = read_answer(text)
         rec = {"sample_id": r["sample_id"], "raw_text": text, "parse_ok": ans.ok, "parse_error": ans.error,
                "box": None, "points": None, "mask": None, "sam_score": None, "think_chars": think_chars(text)}
         if ans.ok:
@@ -159,6 +170,11 @@ def predict_shard(rows, policy: PolicyRunner, segmenter: Segmenter, size: int, p
     return out
 
 
+def environment_file(predictions: Path) -> Path:
+    """Beside `<eval set>.jsonl`: the software and GPU that made its masks (rise/provenance.py)."""
+    return predictions.with_suffix(".env.json")
+
+
 def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: int = 32) -> Path:
     layout = settings.layout
     v = settings.variants[variant_name]
@@ -171,6 +187,7 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
     size = settings.image["policy_size"]
     style = settings.datasets[eval_set].get("eval_prompt", "segzero")
     points = v.points and style == "segzero"  # Qwen's grounding prompt asks for a box alone
+    reader = answer_reader(settings.evaluate["answer"], size, points=points, think=v.cot and style == "segzero")
     if len(done) < len(shards):
         device = compute_device(settings.preset, settings.device)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -190,10 +207,12 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
             for i, shard in enumerate(shards):
                 if i in done:
                     continue
-                write_jsonl(shard_dir / f"{i:05d}.jsonl", predict_shard(shard, policy, segmenter, size, points))
+                write_jsonl(shard_dir / f"{i:05d}.jsonl", predict_shard(shard, policy, segmenter, size, points, reader))
                 bar.update(len(shard))
         log.info("%s/%s: %d SAM2 image encodes for %d samples", variant_name, eval_set,
                  segmenter.image_encodes, len(rows))
+    if len(done) < len(shards):  # the environment that produced the masks (a resumed run: the last one)
+        write_json(environment_file(out), environment())
     merged = [rec for i in range(len(shards)) for rec in read_jsonl(shard_dir / f"{i:05d}.jsonl")]
     order = {r["sample_id"]: k for k, r in enumerate(rows)}
     merged.sort(key=lambda rec: order[rec["sample_id"]])

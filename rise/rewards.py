@@ -44,14 +44,15 @@ class SegFormatReward:
 
     __name__ = "seg_format"
 
-    def __init__(self, points: bool = True):
-        self.points = points
+    def __init__(self, points: bool = True, single_quotes: bool = True):
+        self.points, self.single_quotes = points, single_quotes
 
     def __call__(self, prompts=None, completions=None, image=None, **kwargs) -> list[float]:
         out = []
         for c, im in zip(completions, image):
             w, h = im.size
-            out.append(1.0 if parse_answer(completion_text(c), w, h, points=self.points).ok else 0.0)
+            ans = parse_answer(completion_text(c), w, h, points=self.points, single_quotes=self.single_quotes)
+            out.append(1.0 if ans.ok else 0.0)
         return out
 
 
@@ -80,12 +81,12 @@ class SemanticReward:
     __name__ = "semantic"
 
     def __init__(self, model, tokenizer, *, device: str = "cpu", dtype=torch.float32,
-                 text_cache_size: int = 4096):
+                 text_cache_size: int = 4096, single_quotes: bool = True):
         import open_clip
 
         self.model = model.to(device=device, dtype=dtype).eval()
         self.tokenizer = tokenizer
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.single_quotes = device, dtype, single_quotes
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg.get("size", 224)
         self.size = size if isinstance(size, int) else size[0]
@@ -132,7 +133,7 @@ class SemanticReward:
         jobs: OrderedDict = OrderedDict()  # (image key, box, instruction) -> completion indices
         for i, (text, im, key) in enumerate(zip(texts, images, keys)):
             w, h = im.size
-            ans = parse_answer(text, w, h, points=False)  # R_sem reads the box alone
+            ans = parse_answer(text, w, h, points=False, single_quotes=self.single_quotes)  # the box alone
             if not ans.ok:
                 continue
             if key not in pixels:
@@ -156,7 +157,7 @@ class SemanticReward:
 
 
 def build_rewards(names, *, points: bool, cot: bool, clip_loader: Callable | None = None,
-                  device: str = "cpu") -> list:
+                  device: str = "cpu", single_quotes: bool = True) -> list:
     """The enabled reward terms of a variant. Without CoT the think block is not asked for, so
     R_think is not applied even if listed. On GPU, CLIP runs in half precision beside the policy."""
     out = []
@@ -165,12 +166,12 @@ def build_rewards(names, *, points: bool, cot: bool, clip_loader: Callable | Non
             if cot:
                 out.append(ThinkFormatReward())
         elif name == "seg_format":
-            out.append(SegFormatReward(points=points))
+            out.append(SegFormatReward(points=points, single_quotes=single_quotes))
         elif name == "semantic":
             if clip_loader is None:
                 raise ValueError("the semantic reward needs a CLIP model")
             model, tokenizer = clip_loader()
-            out.append(SemanticReward(model, tokenizer, device=device,
+            out.append(SemanticReward(model, tokenizer, device=device, single_quotes=single_quotes,
                                       dtype=torch.float16 if torch.device(device).type == "cuda" else torch.float32))
         else:
             raise ValueError(f"unknown reward '{name}'")

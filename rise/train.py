@@ -28,6 +28,7 @@ from rise.errors import ConfigError, DataError
 from rise.imaging import open_rgb, policy_view
 from rise.models import load_clip, load_policy
 from rise.prompts import PROMPT_TEXT_TOKENS, conversation
+from rise.provenance import environment
 from rise.rewards import build_rewards
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, devic
         num_train_epochs=t["num_epochs"], max_steps=t["max_steps"],
         max_completion_length=t["max_completion_length"], save_strategy="steps", save_steps=t["save_steps"],
         save_total_limit=t["save_total_limit"],
-        loss_type=t["loss_type"], bf16=t["bf16"] and not on_cpu, use_cpu=on_cpu,
+        loss_type=t["loss_type"], entropy_coef=t["entropy_coef"], bf16=t["bf16"] and not on_cpu, use_cpu=on_cpu,
         gradient_checkpointing=t["gradient_checkpointing"], logging_steps=1, report_to="none",
         remove_unused_columns=False, disable_tqdm=False, save_only_model=False,
         # read by TRL for the reference model only (the policy is passed loaded)
@@ -183,7 +184,7 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     ref_file = layout.policy_ref(variant_name)
     base = settings.policy_ref(variant_name)
     record = {"variant": variant_name, "base": base, "settings": v.as_dict(),
-              "provenance": settings.provenance()}
+              "provenance": settings.provenance(), "environment": environment()}
     if not v.train:
         write_curves([], layout.train_curves(variant_name))  # no steps: an empty curve, so every variant has one
         write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0})
@@ -227,7 +228,8 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
                               device=str(device))
         return m, tok
 
-    rewards = build_rewards(v.rewards, points=v.points, cot=v.cot, clip_loader=clip_loader, device=str(device))
+    rewards = build_rewards(v.rewards, points=v.points, cot=v.cot, clip_loader=clip_loader, device=str(device),
+                            single_quotes=settings.train["json_single_quotes"])
     if not rewards:
         raise ConfigError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
     log.info("%s: %d process(es) on %s; policy %s in %s (%s), gradient checkpointing %s, "

@@ -30,10 +30,11 @@ def random_answer(rng: random.Random, instruction: str, size: int, style: str, c
     x2, y2 = rng.randint(x1 + 8, size), rng.randint(y1 + 8, size)
     if style == "qwen_grounding":
         return f'[{{"bbox_2d": [{x1}, {y1}, {x2}, {y2}], "label": "{question_text(instruction)}"}}]'
-    body = f"'bbox': [{x1},{y1},{x2},{y2}]"
+    # strict JSON (double quotes), as the rewards and Seg-Zero's evaluation read it
+    body = f'"bbox": [{x1},{y1},{x2},{y2}]'
     if points:
         px, py = (x1 + x2) // 2, (y1 + y2) // 2
-        body += f", 'points_1': [{px},{py}], 'points_2': [{(x1 + px) // 2},{(y1 + py) // 2}]"
+        body += f', "points_1": [{px},{py}], "points_2": [{(x1 + px) // 2},{(y1 + py) // 2}]'
     answer = f"<answer>{{{body}}}</answer>"
     return (f"<think>{question_text(instruction)} is the target</think>" if cot else "") + answer
 

@@ -43,8 +43,8 @@ def fake_generate(self, rows, images):
     for k, r in enumerate(rows):
         s = self.size
         if k % 2 == 0:
-            out.append(f"<think>t</think><answer>{{'bbox': [{s // 8},{s // 8},{s // 2},{s // 2}], "
-                       f"'points_1': [{s // 4},{s // 4}], 'points_2': [{s // 3},{s // 3}]}}</answer>")
+            out.append(f'<think>t</think><answer>{{"bbox": [{s // 8},{s // 8},{s // 2},{s // 2}], '
+                       f'"points_1": [{s // 4},{s // 4}], "points_2": [{s // 3},{s // 3}]}}</answer>')
         else:
             out.append("I do not know")
     return out

@@ -1,0 +1,92 @@
+"""Where the paper preset follows Seg-Zero (commit 77f9ea5), and the switches for the other readings."""
+from pathlib import Path
+
+import pytest
+
+from rise.answer import parse_answer, parse_answer_segzero
+from rise.config import load_settings
+from rise.rewards import SegFormatReward
+
+ROOT = Path(__file__).resolve().parent.parent
+POINTS = '"points_1": [20, 20], "points_2": [30, 30]'
+
+
+def test_grpo_settings_follow_segzero():
+    from rise.train import grpo_kwargs
+
+    paper = load_settings(ROOT / "params.yaml", "paper")
+    kw = grpo_kwargs(paper, Path("/tmp/unused"), world_size=8)
+    # one sequence per update micro-batch in Seg-Zero: token mean per sequence, then over sequences
+    assert kw["loss_type"] == "grpo"
+    assert kw["entropy_coef"] == 1e-3  # Seg-Zero's ActorConfig.entropy_coeff
+    assert kw["max_completion_length"] == 1300  # Seg-Zero's max_response_length
+    assert kw["beta"] == 5e-3 and kw["learning_rate"] == 1e-6 and kw["num_generations"] == 8
+    assert paper.train["json_single_quotes"] is False
+    assert paper.models["sam2"]["config"] == "configs/sam2/sam2_hiera_l.yaml"  # SAM 2.0 Large, as Seg-Zero
+    assert paper.evaluate["answer"] == "segzero"
+    assert paper.datasets["refcocog_train"]["level"] == "instance"
+
+
+@pytest.mark.parametrize("text, segzero_ok, strict_ok, why", [
+    (f'<think>t</think><answer>{{"bbox": [10, 10, 50, 50], {POINTS}}}</answer>', True, True, "well formed"),
+    (f'<answer>{{"bbox": [10, 10, 50, 50], {POINTS}}}</answer>', False, True, "no think block"),
+    ("<think>t</think><answer>{'bbox': [10, 10, 50, 50], 'points_1': [20, 20], 'points_2': [30, 30]}</answer>",
+     False, True, "single quotes"),
+    (f'<think>t {{"bbox": [1, 2, 3, 4]}}</think><answer>{{"bbox": [10, 10, 50, 50], {POINTS}}}</answer>',
+     False, True, "first object outside the answer block"),
+    (f'<think>t</think><answer>{{"bbox": [50, 50, 10, 10], {POINTS}}}</answer>', True, False, "unordered box"),
+    (f'<think>t</think><answer>{{"bbox": [10, 10, 900, 50], {POINTS}}}</answer>', True, False, "box outside"),
+])
+def test_segzero_and_strict_answer_protocols_on_tricky_outputs(text, segzero_ok, strict_ok, why):
+    assert parse_answer_segzero(text, points=True, think=True).ok is segzero_ok, why
+    assert parse_answer(text, 840, 840, points=True).ok is strict_ok, why
+
+
+def test_segzero_extraction_details():
+    a = parse_answer_segzero(f'<think>t</think><answer>{{"bbox": [10.9, 10, 50, 50], {POINTS}}}</answer>')
+    assert a.box == (10.0, 10.0, 50.0, 50.0) and a.points == ((20.0, 20.0), (30.0, 30.0))  # int() truncation
+    unordered = parse_answer_segzero(f'<think>t</think><answer>{{"bbox": [50, 50, 10, 10], {POINTS}}}</answer>')
+    assert unordered.box == (50.0, 50.0, 10.0, 10.0)  # passed to SAM2 as written
+    grounding = '[{"bbox_2d": [10, 20, 30, 40], "label": "the cat"}]'  # Qwen's prompt: box only, no think
+    assert parse_answer_segzero(grounding, points=False, think=False).box == (10.0, 20.0, 30.0, 40.0)
+    assert not parse_answer_segzero(grounding, points=True, think=False).ok
+    assert "think" in parse_answer_segzero(f'<answer>{{"bbox": [1, 2, 3, 4], {POINTS}}}</answer>').error
+
+
+def test_strict_json_in_r_seg_is_a_switch():
+    double = [[{"role": "assistant", "content": f'<think>t</think><answer>{{"bbox": [10, 10, 50, 50], {POINTS}}}</answer>'}]]
+    single = [[{"role": "assistant", "content": "<think>t</think><answer>{'bbox': [10, 10, 50, 50], "
+                                                "'points_1': [20, 20], 'points_2': [30, 30]}</answer>"}]]
+    from PIL import Image
+
+    image = [Image.new("RGB", (84, 84))]
+    strict, lenient = SegFormatReward(single_quotes=False), SegFormatReward(single_quotes=True)
+    assert strict(completions=double, image=image) == [1.0] and strict(completions=single, image=image) == [0.0]
+    assert lenient(completions=single, image=image) == [1.0]
+    err = parse_answer(single[0][0]["content"], 84, 84, single_quotes=False).error
+    assert "single quotes" in err
+
+
+def test_training_pool_level_is_a_setting_and_sampling_is_deterministic_either_way():
+    from rise.sampling import sample_pairs
+
+    def row(sid):
+        return {"sample_id": sid, "image": f"{sid}.jpg", "instruction": sid, "dataset": "refcocog_train",
+                "source_id": sid}
+
+    instance = [row(f"ref{i}") for i in range(50)]
+    expression = [row(f"ref{i}_s{j}") for i in range(50) for j in range(3)]
+    for pool in (instance, expression):
+        a = sample_pairs(pool, 10, 0, "refcocog_2k")
+        b = sample_pairs(list(reversed(pool)), 10, 0, "refcocog_2k")
+        assert [r["sample_id"] for r in a] == [r["sample_id"] for r in b]
+
+
+def test_environment_provenance_names_commit_versions_and_gpus():
+    from rise.provenance import environment, summary
+
+    env = environment()
+    assert env["git_commit"] and {"torch", "transformers", "trl", "open_clip_torch", "sam2"} <= set(env["packages"])
+    assert env["gpu_count"] == 0 and env["gpu"] is None  # this machine
+    text = summary(env)
+    assert text.startswith(env["git_commit"]) and "cpu" in text and "trl " in text

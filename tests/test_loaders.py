@@ -230,6 +230,28 @@ def test_refer_missing_and_unreadable_images(refer_spec):
         load_refer(refer_spec, dataset="d")
 
 
+def truncate(path: Path) -> None:
+    """Cut a JPEG in half: its header still reads (size, mode), its pixels do not."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_refer_truncated_jpeg_is_unreadable_or_skipped(refer_spec):
+    images = Path(refer_spec["images"])
+    jpeg = images / "COCO_train2014_000000000001.jpg"
+    save_image(jpeg, 40, 30, seed=1, quality=95)
+    truncate(jpeg)
+    with Image.open(jpeg) as im:
+        assert im.size == (40, 30)  # a header check alone would pass it
+    with pytest.raises(DataError, match=r"000000000001\.jpg cannot be read \(OSError: image file is truncated"):
+        load_refer(refer_spec, dataset="d")
+    skipped = []
+    rows = load_refer(refer_spec, dataset="d", skip_unreadable=True, skipped=skipped)
+    assert [r["sample_id"] for r in rows] == ["ref3", "ref4"]
+    assert [(s["image"], s["samples"]) for s in skipped] == [(str(jpeg), ["ref1", "ref2"])]
+    assert "truncated" in skipped[0]["reason"]
+
+
 # --------------------------------------------------------------------------------------------- ReasonSeg
 
 def write_reasonseg(root: Path) -> dict:

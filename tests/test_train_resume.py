@@ -1,8 +1,10 @@
 """An interrupted GRPO training resumes from its latest checkpoint and ends at the same step."""
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from transformers import TrainerCallback
 
 from rise.contracts import read_json
@@ -53,3 +55,21 @@ def test_missing_training_image_names_itself_before_training(tmp_path):
     rows = [{"sample_id": "a", "image": str(tmp_path / "gone.png"), "instruction": "x", "dataset": "d", "source_id": "s"}]
     with pytest.raises(DataError, match="gone.png does not exist"):
         build_dataset(rows, 112, cot=True, points=True)
+
+
+def test_truncated_training_image_stops_training_before_the_first_step(tmp_path):
+    """A JPEG cut short keeps a readable header; it must fail here, as prepare-data fails on it."""
+    from rise.errors import DataError
+    from rise.train import build_dataset
+
+    pixels = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    good, cut = tmp_path / "good.jpg", tmp_path / "cut.jpg"
+    Image.fromarray(pixels).save(good, quality=95)
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    rows = [{"sample_id": name, "image": str(path), "instruction": "the thing", "dataset": "refcocog_train",
+             "source_id": name} for name, path in (("a", good), ("b", cut))]
+    with pytest.raises(DataError, match=r"1 of 2 training images .*cut\.jpg cannot be read \(OSError: image file "
+                                        r"is truncated.* skip_unreadable: true .*dataset refcocog_train"):
+        build_dataset(rows, 112, cot=True, points=True)
+    dataset = build_dataset(rows[:1], 112, cot=True, points=True)
+    assert dataset[0]["image"].size == (112, 112)

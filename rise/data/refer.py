@@ -183,10 +183,10 @@ def load_refer(spec: dict, *, dataset: str, setting: str = "refer dataset", chec
                skip_unreadable: bool = False, skipped: list[dict] | None = None) -> list[dict]:
     """Evaluation-manifest rows of one REFER split.
 
-    check_images=False skips reading the image headers (for benchmarks of the annotation work only).
+    check_images=False skips reading the images (for benchmarks of the annotation work only).
     With skip_unreadable, refs on missing or unreadable images are dropped and recorded in `skipped`.
     """
-    from rise.data import read_image_headers, reject_images
+    from rise.data import inspect_images, reject_images
 
     level, sentence, split = _options(spec, setting)
     refs_file, instances_file, image_folder = refer_paths(spec, setting)
@@ -202,13 +202,13 @@ def load_refer(spec: dict, *, dataset: str, setting: str = "refer dataset", chec
         samples: dict[str, list[str]] = {}
         for ref, pairs in plan:
             samples.setdefault(image_path(ref["image_id"]), []).extend(sid for sid, _ in pairs)
-        headers = read_image_headers(samples)
+        found_images = inspect_images(samples)
         problems = {}
-        for path, found in headers.items():
+        for path, found in found_images.items():
             if isinstance(found, str):
                 problems[path] = found
         for image in images.values():
-            found = headers.get(str(image_folder / image["file_name"]))
+            found = found_images.get(str(image_folder / image["file_name"]))
             if isinstance(found, tuple) and (found[0], found[1]) != (image["width"], image["height"]):
                 problems[str(image_folder / image["file_name"])] = (
                     f"is {found[0]}x{found[1]} but {instances_file.name} says {image['width']}x{image['height']}")

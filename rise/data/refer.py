@@ -72,15 +72,34 @@ def _options(spec: dict, setting: str) -> tuple[str, int, str]:
     return level, sentence, str(split)
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """The pickle names a class or function, which plain data never does."""
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    """Builds lists, dicts, tuples, strings, numbers, booleans and None, and nothing else.
+
+    Those need no class lookup, so refusing every lookup (`find_class`) refuses anything that
+    could construct an object or call a function: a tampered refs file cannot run code."""
+
+    def find_class(self, module, name):
+        raise RefusedPickle(f"{module}.{name}")
+
+
 def read_refs(refs_file: Path) -> list[dict]:
-    """REFER's pickled refs (written by Python 2; strings that are not ASCII are read as latin-1)."""
+    """REFER's pickled refs (written by Python 2; strings that are not ASCII are read as latin-1),
+    read with `PlainDataUnpickler`."""
     try:
         with refs_file.open("rb") as fh:
             try:
-                refs = pickle.load(fh)
+                refs = PlainDataUnpickler(fh).load()
             except UnicodeDecodeError:
                 fh.seek(0)
-                refs = pickle.load(fh, encoding="latin1")
+                refs = PlainDataUnpickler(fh, encoding="latin1").load()
+    except RefusedPickle as exc:
+        raise DataError(f"{refs_file} was refused: it names the Python object '{exc}', which unpickling would "
+                        "import and call; REFER's refs are plain lists, dicts, strings and numbers (replace the "
+                        "file with REFER's own)") from exc
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
         raise DataError(f"{refs_file} is not a readable pickle ({exc}); expected REFER's list of refs") from exc
     if not isinstance(refs, list) or (refs and not isinstance(refs[0], dict)):

@@ -4,6 +4,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from transformers import TrainerCallback
 
@@ -20,6 +21,19 @@ class KillAfterStep(TrainerCallback):
             raise KeyboardInterrupt(f"killed after step {self.step}")
 
 
+class RecordStart(TrainerCallback):
+    """What the trainer holds when training begins (after any checkpoint is loaded), and the steps it runs."""
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.start_step = state.global_step
+        self.optimizer_state = {i: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)}
+                                for i, s in optimizer.state_dict()["state"].items()}
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
 def test_resume_after_kill(in_demo):
     settings = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 4, "save_steps": 2})
     layout = settings.layout
@@ -30,8 +44,18 @@ def test_resume_after_kill(in_demo):
     assert latest_checkpoint(trainer_dir).name == "checkpoint-2"
     assert not layout.policy_ref(variant).exists()  # no output until training completes
 
-    ref = read_json(train_variant(settings, variant))
+    saved = torch.load(trainer_dir / "checkpoint-2" / "optimizer.pt", weights_only=True)["state"]
+    assert saved  # Adam's moments after two steps
+
+    record = RecordStart()
+    ref = read_json(train_variant(settings, variant, callbacks=[record]))
     assert ref["trained"] and ref["steps"] == 4
+    # it continued from the checkpoint: step 2 and the optimizer's state loaded, steps 1-2 not redone
+    assert record.start_step == 2 and record.steps == [3, 4]
+    assert record.optimizer_state.keys() == saved.keys()
+    for i, moments in saved.items():
+        for name, value in moments.items():
+            assert torch.equal(record.optimizer_state[i][name], value), (i, name)
     steps = list(pd.read_csv(layout.train_curves(variant))["step"])
     assert steps == [1, 2, 3, 4]  # steps 1-2 from the checkpoint, 3-4 after resuming, none twice
     assert latest_checkpoint(trainer_dir).name == "checkpoint-4"

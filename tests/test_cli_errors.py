@@ -22,6 +22,7 @@ def assert_one_line_error(proc, *fragments):
 @pytest.mark.parametrize("bad_line,says", [
     ('{"sample_id": "b", "image": ', "not valid JSON"),
     ("[1, 2]", "expected a JSON object, found list"),
+    ('{"sample_id": "b"}', "row 1 lacks fields ['image'"),
 ])
 def test_corrupt_manifest_line_names_file_and_line(project, bad_line, says):
     manifest = project / "runs" / "demo" / "data" / "reasonseg_val.jsonl"
@@ -30,7 +31,8 @@ def test_corrupt_manifest_line_names_file_and_line(project, bad_line, says):
             "mask": None, "ignore": None, "dataset": "reasonseg_val", "split": "val", "source_id": "a"}
     manifest.write_text(json.dumps(good) + "\n" + bad_line + "\n")
     proc = run_rise("evaluate", "--variant", "zeroshot_3b", "--eval-set", "reasonseg_val", cwd=project, check=False)
-    assert_one_line_error(proc, "rise evaluate: error:", "reasonseg_val.jsonl:2:", says)
+    where = "reasonseg_val.jsonl:2:" if "row" not in says else "reasonseg_val.jsonl: row 1"
+    assert_one_line_error(proc, "rise evaluate: error:", where, says)
 
 
 @pytest.mark.parametrize("stage", ["predict", "evaluate"])

@@ -19,13 +19,26 @@ float32. Random weights do not change the cost of a forward pass.
             object is made for every timed repeat so its instruction cache starts cold (in
             training every step brings new instructions); the text tower's cost is counted.
 
-Both run in the same process, on the same model, interleaved (baseline, batched, baseline, ...),
-after one warm-up call each; the median of the repeats is reported. The share of the batched
-time spent outside the CLIP image tower's forward pass is measured with forward hooks on
-`model.visual` (the image tower proper) during the timed batched runs.
+The gain is split into its three parts by two intermediate arms, each adding one change:
+  batching     one `encode_image` pass over every valid completion's crop and one `encode_text`
+               pass over every valid completion's instruction (nothing shared: each completion
+               counts as its own image, so no crop is reused, and instructions are not deduplicated)
+  + duplicates identical boxes of one image cropped and scored once (instructions still one per crop)
+  + text cache each distinct instruction encoded once: the batched arm above
+The three factors (baseline/batching, batching/duplicates, duplicates/batched) multiply to the
+headline ratio.
 
-Run:  HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/reward.py [--repeats 3] [--budget-s 120]
-Last line of output: {"baseline_s", "batched_s", "ratio", "outside_image_tower_share", "completions"}.
+All arms run in the same process, on the same model, interleaved, after one warm-up call each; the
+median of the repeats is reported. The share of the batched time spent outside the CLIP image
+tower's forward pass is measured with forward hooks on `model.visual` (the image tower proper).
+
+Every arm must give the batched arm's rewards (the same crops through the same code: to 1e-4) and
+the baseline's (PIL's resize against the tensor resize: to --tolerance, default 0.005, with the same
+completions scoring 0); a disagreement ends the run with an error, before any figure is printed.
+
+Run:  HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/reward.py [--repeats 3] [--budget-s 120] [--prompts 16]
+Last line of output: {"baseline_s", "batched_s", "ratio", "parts": {"batching", "duplicate_crops",
+"text_cache"}, "arm_s": {...}, "outside_image_tower_share", "completions", "max_abs_diff"}.
 Targets (2-core CPU): ratio >= 2 and outside_image_tower_share < 0.15.
 """
 from __future__ import annotations
@@ -97,14 +110,15 @@ def jitter(rng: random.Random, box) -> tuple[int, int, int, int]:
     return x1, y1, x2, y2
 
 
-def workload(tmp: Path, seed: int = 0):
-    """16 groups of 8 completions: (completions, images, instructions, sample_ids) as TRL passes them."""
-    rows = generate("bench", "reward", 40, ["attribute", "spatial", "comparative"], tmp / "images", seed)
+def workload(tmp: Path, seed: int = 0, prompts: int = PROMPTS):
+    """`prompts` groups of 8 completions: (completions, images, instructions, sample_ids) as TRL passes them."""
+    rows = generate("bench", "reward", max(40, 3 * prompts), ["attribute", "spatial", "comparative"],
+                    tmp / "images", seed)
     first: dict[str, dict] = {}
     for r in rows:
         first.setdefault(r["image"], r)
-    picked = list(first.values())[:PROMPTS]
-    assert len(picked) == PROMPTS
+    picked = list(first.values())[:prompts]
+    assert len(picked) == prompts
     rng = random.Random(seed)
     completions, images, instructions, sample_ids = [], [], [], []
     for g, r in enumerate(picked):
@@ -146,6 +160,52 @@ def baseline_rewards(model, preprocess, tokenizer, completions, images, instruct
     return out
 
 
+class NoTextCache(SemanticReward):
+    """SemanticReward encoding one instruction per crop, repeats included (no cache, no deduplication)."""
+
+    @torch.no_grad()
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        return F.normalize(self.model.encode_text(self.tokenizer(texts).to(self.device)).float(), dim=-1)
+
+
+def arms(model, tokenizer) -> dict:
+    """The batched path built up one change at a time: name -> fn(completions, images, instructions, ids)."""
+    def batching(completions, images, instructions, sample_ids):
+        unique = list(range(len(completions)))  # every completion its own image: no crop is shared
+        return NoTextCache(model, tokenizer)(completions=completions, image=images, instruction=instructions,
+                                             sample_id=unique)
+
+    def duplicates(completions, images, instructions, sample_ids):
+        return NoTextCache(model, tokenizer)(completions=completions, image=images, instruction=instructions,
+                                             sample_id=sample_ids)
+
+    def batched(completions, images, instructions, sample_ids):
+        return SemanticReward(model, tokenizer)(completions=completions, image=images, instruction=instructions,
+                                                sample_id=sample_ids)
+
+    return {"batching": batching, "duplicate_crops": duplicates, "batched": batched}
+
+
+class Disagreement(RuntimeError):
+    pass
+
+
+def check_agreement(name: str, got: list[float], want: list[float], tolerance: float) -> float:
+    """Largest |got - want|; raises Disagreement if it exceeds `tolerance` or a zero (no valid box) differs."""
+    if len(got) != len(want):
+        raise Disagreement(f"{name}: {len(got)} rewards for {len(want)} completions")
+    zeros = [i for i, (a, b) in enumerate(zip(got, want)) if (a == 0.0) != (b == 0.0)]
+    if zeros:
+        raise Disagreement(f"{name}: completion {zeros[0]} scores {got[zeros[0]]} against {want[zeros[0]]} "
+                           "(one of the two found no valid box)")
+    diff = max((abs(a - b) for a, b in zip(got, want)), default=0.0)
+    if diff > tolerance:
+        worst = max(range(len(got)), key=lambda i: abs(got[i] - want[i]))
+        raise Disagreement(f"{name}: completion {worst} scores {got[worst]:.5f} against {want[worst]:.5f} "
+                           f"(|difference| {diff:.5f} > {tolerance})")
+    return diff
+
+
 class TowerTimer:
     """Wall time spent inside `module.forward` (forward pre-hook / hook pair)."""
 
@@ -161,13 +221,16 @@ class TowerTimer:
         self.total += time.perf_counter() - self._t0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=120.0,
                     help="stop repeating once this much time went into the timed repeats (at least one runs)")
+    ap.add_argument("--prompts", type=int, default=PROMPTS, help="prompts of 8 completions (the paper: 16)")
+    ap.add_argument("--tolerance", type=float, default=0.005,
+                    help="largest |batched - baseline| reward allowed (PIL against tensor resizing)")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import open_clip
 
@@ -179,58 +242,69 @@ def main() -> None:
     tower = TowerTimer(model.visual)
 
     with tempfile.TemporaryDirectory() as tmp:
-        completions, images, instructions, sample_ids = workload(Path(tmp), args.seed)
+        completions, images, instructions, sample_ids = workload(Path(tmp), args.seed, args.prompts)
     n = len(completions)
     valid = sum(parse_answer(completion_text(c), SIZE, SIZE, points=False).ok for c in completions)
-    print(f"workload: {PROMPTS} prompts x {GENERATIONS} completions = {n}, {valid} with a valid box, "
+    print(f"workload: {args.prompts} prompts x {GENERATIONS} completions = {n}, {valid} with a valid box, "
           f"images {SIZE}x{SIZE}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.2f}")
 
-    def run_batched():
-        reward = SemanticReward(model, tokenizer)  # cold instruction cache, as in a new training step
-        t0 = time.perf_counter()
-        tower.total = 0.0
-        got = reward(completions=completions, image=images, instruction=instructions, sample_id=sample_ids)
-        return got, time.perf_counter() - t0, tower.total, reward.last_stats
-
+    paths = arms(model, tokenizer)
+    batch = (completions, images, instructions, sample_ids)
     # warm-up: one call of each path on the first group
     g = slice(0, GENERATIONS)
     baseline_rewards(model, preprocess, tokenizer, completions[g], images[g], instructions[g])
-    SemanticReward(model, tokenizer)(completions=completions[g], image=images[g],
-                                     instruction=instructions[g], sample_id=sample_ids[g])
+    for fn in paths.values():
+        fn(*(part[g] for part in batch))
 
-    base_t, batch_t, shares = [], [], []
+    times: dict[str, list[float]] = {"baseline": [], **{name: [] for name in paths}}
+    shares, results, stats = [], {}, {}
     start = time.perf_counter()
     for rep in range(args.repeats):
         if rep and time.perf_counter() - start > args.budget_s:
             print(f"time budget of {args.budget_s:.0f} s spent: stopping after {rep} repeats")
             break
         t0 = time.perf_counter()
-        want = baseline_rewards(model, preprocess, tokenizer, completions, images, instructions)
-        base_t.append(time.perf_counter() - t0)
-        got, dt, tower_s, stats = run_batched()
-        batch_t.append(dt)
-        shares.append(1.0 - tower_s / dt)
-        print(f"repeat {rep + 1}: baseline {base_t[-1]:.2f} s, batched {dt:.2f} s "
-              f"(image tower {tower_s:.2f} s, {stats['distinct_crops']} distinct crops)")
+        results["baseline"] = baseline_rewards(model, preprocess, tokenizer, completions, images, instructions)
+        times["baseline"].append(time.perf_counter() - t0)
+        for name, fn in paths.items():
+            tower.total = 0.0
+            t0 = time.perf_counter()
+            results[name] = fn(*batch)
+            times[name].append(time.perf_counter() - t0)
+            if name == "batched":
+                shares.append(1.0 - tower.total / times[name][-1])
+        print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
 
-    diff = max(abs(a - b) for a, b in zip(got, want))
-    zeros_agree = all((a == 0.0) == (b == 0.0) for a, b in zip(got, want))
-    print(f"agreement: max |batched - baseline| = {diff:.4f} (PIL vs tensor resize), "
-          f"malformed -> 0 in both: {zeros_agree}")
-    baseline_s, batched_s = statistics.median(base_t), statistics.median(batch_t)
+    diffs = {name: check_agreement(name, results[name], results["batched"], 1e-4) for name in paths}
+    diff = check_agreement("batched against baseline", results["batched"], results["baseline"], args.tolerance)
+    print(f"agreement: max |batched - baseline| = {diff:.4f} (PIL vs tensor resize; allowed {args.tolerance}), "
+          f"intermediate arms against batched: {max(diffs.values()):.1e}; malformed -> 0 in every arm")
+    median = {k: statistics.median(v) for k, v in times.items()}
+    ratio = median["baseline"] / median["batched"]
+    parts = {"batching": median["baseline"] / median["batching"],
+             "duplicate_crops": median["batching"] / median["duplicate_crops"],
+             "text_cache": median["duplicate_crops"] / median["batched"]}
     share = statistics.median(shares)
-    ratio = baseline_s / batched_s
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (other processes on the cores distort "
           f"both timings, the per-completion baseline most)")
-    print(f"baseline (one CLIP call per completion): {baseline_s:.2f} s")
-    print(f"batched (SemanticReward.score):          {batched_s:.2f} s")
-    print(f"ratio: {ratio:.2f}x (target >= 2x); outside the image tower: {100 * share:.1f} % of batched "
-          f"time (target < 15 %)")
-    print(json.dumps({"baseline_s": round(baseline_s, 3), "batched_s": round(batched_s, 3),
-                      "ratio": round(ratio, 2), "outside_image_tower_share": round(share, 4),
-                      "completions": n}))
+    print(f"baseline (one CLIP call per completion): {median['baseline']:.2f} s")
+    print(f"+ batching (one pass, nothing shared):   {median['batching']:.2f} s  ({parts['batching']:.2f}x)")
+    print(f"+ duplicate crops scored once:           {median['duplicate_crops']:.2f} s  "
+          f"({parts['duplicate_crops']:.2f}x)")
+    print(f"+ instructions encoded once (batched):   {median['batched']:.2f} s  ({parts['text_cache']:.2f}x)")
+    print(f"ratio: {ratio:.2f}x = {' x '.join(f'{v:.2f}' for v in parts.values())} (target >= 2x); outside the "
+          f"image tower: {100 * share:.1f} % of batched time (target < 15 %)")
+    summary = {"baseline_s": round(median["baseline"], 3), "batched_s": round(median["batched"], 3),
+               "ratio": round(ratio, 2), "parts": {k: round(v, 2) for k, v in parts.items()},
+               "arm_s": {k: round(v, 3) for k, v in median.items()},
+               "outside_image_tower_share": round(share, 4), "completions": n, "max_abs_diff": round(diff, 5)}
+    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Disagreement as exc:
+        sys.exit(f"reward.py: the arms disagree: {exc}")

@@ -126,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             from rise.predict import predict
 
             _known(settings.variants, args.variant, "variants")
-            for name in args.eval_set or settings.eval_sets:
+            for name in _eval_sets(settings, args.eval_set):
                 predict(settings, args.variant, name)
         elif args.command == "evaluate":
             from rise.evaluate import evaluate
 
             _known(settings.variants, args.variant, "variants")
-            for name in args.eval_set or settings.eval_sets:
+            for name in _eval_sets(settings, args.eval_set):
                 evaluate(settings, args.variant, name)
         elif args.command == "figure":
             from rise.figures import qualitative_figure
@@ -172,6 +172,14 @@ def check_data(settings) -> int:
             missing += 1
             print(f"MISSING  {name}: {exc}")
     return 2 if missing else 0
+
+
+def _eval_sets(settings, asked: list[str] | None) -> list[str]:
+    """The datasets a predict/evaluate run covers (default: every one a table uses), each checked
+    against the preset's datasets before any work starts."""
+    for name in asked or []:
+        _known(settings.datasets, name, f"presets.{settings.preset}.datasets")
+    return asked or settings.eval_sets
 
 
 def _known(mapping, key, where):

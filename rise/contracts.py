@@ -52,14 +52,16 @@ from typing import Iterable
 
 import numpy as np
 
+from rise.errors import DataError
+
 EVAL_FIELDS = ("sample_id", "image", "instruction", "height", "width", "mask", "ignore", "dataset", "split", "source_id")
 TRAIN_FIELDS = ("sample_id", "image", "instruction", "dataset", "source_id")
 GEOMETRY_FIELDS = ("mask", "ignore", "bbox", "box", "points", "segmentation")
 PREDICTION_FIELDS = ("sample_id", "raw_text", "parse_ok", "parse_error", "box", "points", "mask", "sam_score", "think_chars")
 
 
-class ContractError(ValueError):
-    pass
+class ContractError(DataError):
+    """A file between stages breaks its contract (the message names the file and line or row)."""
 
 
 # --------------------------------------------------------------------------------------------- I/O
@@ -101,9 +103,12 @@ def read_jsonl(path) -> list[dict]:
         for lineno, line in enumerate(fh, 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise ContractError(f"{path}:{lineno}: not valid JSON ({exc})") from exc
+                if not isinstance(row, dict):
+                    raise ContractError(f"{path}:{lineno}: expected a JSON object, found {type(row).__name__}")
+                rows.append(row)
     return rows
 
 

@@ -42,16 +42,22 @@ def latest_checkpoint(trainer_dir: Path) -> Path | None:
 
 def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
     """Prompts plus the policy's view of each image. Images are read and resized when a batch asks
-    for them (every image's header is checked first), so 2,000 840x840 images are never all in memory."""
+    for them, so 2,000 840x840 images are never all in memory; every image is decoded once first."""
     from datasets import Dataset
 
-    from rise.data import read_image_headers
+    from rise.data import inspect_images
 
-    # a missing or unreadable image names itself now, not mid-training (headers only: cheap)
-    problems = {p: why for p, why in read_image_headers(r["image"] for r in rows).items() if isinstance(why, str)}
+    # decoded to the end now (as prepare-data checks them), so a missing, truncated or corrupt image
+    # stops training before its first step, naming itself, not when its batch is drawn
+    problems = {p: why for p, why in inspect_images(r["image"] for r in rows).items() if isinstance(why, str)}
     if problems:
         first = sorted(problems)[0]
-        raise DataError(f"{len(problems)} training images are missing or unreadable; first: {first} {problems[first]}")
+        sources = sorted({r["dataset"] for r in rows if r["image"] in problems})
+        raise DataError(f"{len(problems)} of {len({r['image'] for r in rows})} training images are missing or "
+                        f"unreadable; first: {first} {problems[first]}. Replace the files, or set skip_unreadable: "
+                        f"true (for ImageNet also read_sizes: true) in the entry of dataset {', '.join(sources)} and "
+                        "rerun prepare-data and sample-train: the data stage then leaves such images out and lists "
+                        "them")
     records = {
         "prompt": [conversation(r["instruction"], cot=cot, points=points) for r in rows],
         "image_path": [r["image"] for r in rows],

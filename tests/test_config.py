@@ -82,3 +82,65 @@ def test_training_gpus_per_variant(tmp_path):
     assert paper.train_gpus("full_7b") == 4 and paper.train_gpus("full_3b") == 8
     assert paper.train_gpus("zeroshot_3b") == 0
     assert load_settings(p, "demo").train_gpus("full_7b") == 0
+
+
+SECTIONS = ("train", "predict", "evaluate", "image")
+
+
+def keys_read_without_default() -> set[tuple[str, str]]:
+    """(section, key) of every `<x>.<section>["key"]` in rise/, directly or through a local name
+    bound to the section (`t = settings.train; t["key"]`). Reads with .get(key, default) are not counted."""
+    import ast
+
+    def section_of(node, aliases):
+        if isinstance(node, ast.Attribute) and node.attr in SECTIONS:
+            return node.attr
+        if isinstance(node, ast.Name):
+            return aliases.get(node.id)
+        return None
+
+    found = set()
+    for file in sorted((ROOT / "rise").rglob("*.py")):
+        for func in ast.walk(ast.parse(file.read_text())):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            aliases = {}
+            for node in ast.walk(func):
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    section = section_of(node.value, {})
+                    if section:
+                        aliases[node.targets[0].id] = section
+            for node in ast.walk(func):
+                if (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+                        and isinstance(node.slice.value, str)):
+                    section = section_of(node.value, aliases)
+                    if section:
+                        found.add((section, node.slice.value))
+    return found
+
+
+READ_KEYS = sorted(keys_read_without_default())
+
+
+def test_the_scan_finds_the_reads_it_must():
+    assert {("train", "learning_rate"), ("train", "bf16"), ("predict", "multimask"), ("evaluate", "protocol"),
+            ("image", "policy_size")} <= set(READ_KEYS)
+
+
+@pytest.mark.parametrize("section,key", READ_KEYS, ids=[f"{s}.{k}" for s, k in READ_KEYS])
+def test_every_key_the_code_reads_is_required(tmp_path, section, key):
+    p = write(tmp_path, lambda r: r[section].pop(key))
+    with pytest.raises(ConfigError, match=rf"params.yaml: invalid settings\n  {section}: '{key}' is a required property"):
+        load_settings(p)
+
+
+def test_check_names_a_removed_train_key(tmp_path):
+    from conftest import copy_project, run_rise
+
+    root = copy_project(tmp_path / "p")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    del params["train"]["max_grad_norm"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run_rise("check", cwd=root, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "train: 'max_grad_norm' is a required property" in proc.stderr

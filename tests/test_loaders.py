@@ -230,6 +230,80 @@ def test_refer_missing_and_unreadable_images(refer_spec):
         load_refer(refer_spec, dataset="d")
 
 
+def truncate(path: Path) -> None:
+    """Cut a JPEG in half: its header still reads (size, mode), its pixels do not."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_refer_truncated_jpeg_is_unreadable_or_skipped(refer_spec):
+    images = Path(refer_spec["images"])
+    jpeg = images / "COCO_train2014_000000000001.jpg"
+    save_image(jpeg, 40, 30, seed=1, quality=95)
+    truncate(jpeg)
+    with Image.open(jpeg) as im:
+        assert im.size == (40, 30)  # a header check alone would pass it
+    with pytest.raises(DataError, match=r"000000000001\.jpg cannot be read \(OSError: image file is truncated"):
+        load_refer(refer_spec, dataset="d")
+    skipped = []
+    rows = load_refer(refer_spec, dataset="d", skip_unreadable=True, skipped=skipped)
+    assert [r["sample_id"] for r in rows] == ["ref3", "ref4"]
+    assert [(s["image"], s["samples"]) for s in skipped] == [(str(jpeg), ["ref1", "ref2"])]
+    assert "truncated" in skipped[0]["reason"]
+
+
+class _CallsPrint:
+    """Pickles to a call of print(): what a tampered refs file could do with os.system."""
+
+    def __reduce__(self):
+        return (print, ("code ran while unpickling",))
+
+
+def test_refer_pickle_that_would_call_a_function_is_refused(refer_spec, capsys):
+    refs_file = Path(refer_spec["root"]) / "refcocog" / "refs(umd).p"
+    for protocol in (0, 2, pickle.HIGHEST_PROTOCOL):
+        refs_file.write_bytes(pickle.dumps([{"ref_id": 1, "sentences": _CallsPrint()}], protocol=protocol))
+        with pytest.raises(DataError, match=r"refs\(umd\)\.p was refused: it names the Python object "
+                                            r"'(builtins|__builtin__)\.print'"):
+            load_refer(refer_spec, dataset="d")
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_refer_python2_pickles_still_load(refer_spec):
+    """Python 2 wrote REFER's refs: byte strings (latin-1 where not ASCII) and unicode, protocols 0 and 2."""
+    refs_file = Path(refer_spec["root"]) / "refcocog" / "refs(umd).p"
+    original = load_refer(refer_spec, dataset="d", check_images=False)
+    refs = pickle.loads(refs_file.read_bytes())
+    # What Python 2 writes for a str is opcode U/T (SHORT_BINSTRING/BINSTRING) with raw bytes; Python 3
+    # never writes it, so build that pickle by hand from the protocol-2 opcodes.
+    def py2_protocol2(obj) -> bytes:
+        def enc(o) -> bytes:
+            if isinstance(o, dict):
+                return b"}(" + b"".join(enc(k) + enc(v) for k, v in o.items()) + b"u"
+            if isinstance(o, list):
+                return b"](" + b"".join(enc(v) for v in o) + b"e"
+            if isinstance(o, str):  # a Python 2 byte string, latin-1 where not ASCII
+                raw = o.encode("latin1")
+                return b"U" + bytes([len(raw)]) + raw
+            if isinstance(o, bool):
+                return b"\x88" if o else b"\x89"
+            if isinstance(o, int):
+                return b"J" + o.to_bytes(4, "little", signed=True)
+            raise TypeError(type(o))
+        return b"\x80\x02" + enc(obj) + b"."
+
+    refs[0]["sentences"][0]["sent"] = "caf\xe9 on the left"  # not ASCII: latin-1 in Python 2
+    refs_file.write_bytes(py2_protocol2(refs))
+    rows = load_refer(refer_spec, dataset="d", check_images=False)
+    by_ref = {r["source_id"].split("ref=")[1].split(":")[0]: r for r in rows}
+    assert by_ref[str(refs[0]["ref_id"])]["instruction"] == "caf\xe9 on the left"
+    assert [r["sample_id"] for r in rows] == [r["sample_id"] for r in original]
+    # protocol 0 (the default of Python 2's pickle.dump) with unicode strings
+    refs_file.write_bytes(pickle.dumps(refs, protocol=0))
+    assert [r["instruction"] for r in load_refer(refer_spec, dataset="d", check_images=False)] == \
+        [r["instruction"] for r in rows]
+
+
 # --------------------------------------------------------------------------------------------- ReasonSeg
 
 def write_reasonseg(root: Path) -> dict:

@@ -1,8 +1,11 @@
 """An interrupted GRPO training resumes from its latest checkpoint and ends at the same step."""
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from PIL import Image
 from transformers import TrainerCallback
 
 from rise.contracts import read_json
@@ -18,6 +21,19 @@ class KillAfterStep(TrainerCallback):
             raise KeyboardInterrupt(f"killed after step {self.step}")
 
 
+class RecordStart(TrainerCallback):
+    """What the trainer holds when training begins (after any checkpoint is loaded), and the steps it runs."""
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.start_step = state.global_step
+        self.optimizer_state = {i: {k: v.clone() for k, v in s.items() if torch.is_tensor(v)}
+                                for i, s in optimizer.state_dict()["state"].items()}
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
 def test_resume_after_kill(in_demo):
     settings = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 4, "save_steps": 2})
     layout = settings.layout
@@ -28,8 +44,18 @@ def test_resume_after_kill(in_demo):
     assert latest_checkpoint(trainer_dir).name == "checkpoint-2"
     assert not layout.policy_ref(variant).exists()  # no output until training completes
 
-    ref = read_json(train_variant(settings, variant))
+    saved = torch.load(trainer_dir / "checkpoint-2" / "optimizer.pt", weights_only=True)["state"]
+    assert saved  # Adam's moments after two steps
+
+    record = RecordStart()
+    ref = read_json(train_variant(settings, variant, callbacks=[record]))
     assert ref["trained"] and ref["steps"] == 4
+    # it continued from the checkpoint: step 2 and the optimizer's state loaded, steps 1-2 not redone
+    assert record.start_step == 2 and record.steps == [3, 4]
+    assert record.optimizer_state.keys() == saved.keys()
+    for i, moments in saved.items():
+        for name, value in moments.items():
+            assert torch.equal(record.optimizer_state[i][name], value), (i, name)
     steps = list(pd.read_csv(layout.train_curves(variant))["step"])
     assert steps == [1, 2, 3, 4]  # steps 1-2 from the checkpoint, 3-4 after resuming, none twice
     assert latest_checkpoint(trainer_dir).name == "checkpoint-4"
@@ -53,3 +79,21 @@ def test_missing_training_image_names_itself_before_training(tmp_path):
     rows = [{"sample_id": "a", "image": str(tmp_path / "gone.png"), "instruction": "x", "dataset": "d", "source_id": "s"}]
     with pytest.raises(DataError, match="gone.png does not exist"):
         build_dataset(rows, 112, cot=True, points=True)
+
+
+def test_truncated_training_image_stops_training_before_the_first_step(tmp_path):
+    """A JPEG cut short keeps a readable header; it must fail here, as prepare-data fails on it."""
+    from rise.errors import DataError
+    from rise.train import build_dataset
+
+    pixels = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    good, cut = tmp_path / "good.jpg", tmp_path / "cut.jpg"
+    Image.fromarray(pixels).save(good, quality=95)
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    rows = [{"sample_id": name, "image": str(path), "instruction": "the thing", "dataset": "refcocog_train",
+             "source_id": name} for name, path in (("a", good), ("b", cut))]
+    with pytest.raises(DataError, match=r"1 of 2 training images .*cut\.jpg cannot be read \(OSError: image file "
+                                        r"is truncated.* skip_unreadable: true .*dataset refcocog_train"):
+        build_dataset(rows, 112, cot=True, points=True)
+    dataset = build_dataset(rows[:1], 112, cot=True, points=True)
+    assert dataset[0]["image"].size == (112, 112)

@@ -45,10 +45,13 @@ def check_dataset(settings: Settings, name: str) -> None:
 
 # --------------------------------------------------------------------------------------------- images
 
-def read_image_headers(paths) -> dict[str, tuple[int, int, int] | str]:
+def inspect_images(paths) -> dict[str, tuple[int, int, int] | str]:
     """(width, height, EXIF orientation) of each image, or a sentence saying why it cannot be read.
 
-    Only headers are read (PIL opens lazily), in threads because the cost is file-system latency.
+    Each file is decoded to its end, so a truncated or corrupt file counts as unreadable here and not
+    when a later stage draws it. JPEGs decode at 1/8 scale (every byte is still read and entropy-
+    decoded; the pixel work shrinks 64x): about 2 ms per COCO image. Threads, because decoding
+    releases the GIL and file-system latency dominates on network storage.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -58,10 +61,14 @@ def read_image_headers(paths) -> dict[str, tuple[int, int, int] | str]:
         except Exception:  # a damaged EXIF block does not make the pixels unreadable
             return 1
 
-    def header(path: str):
+    def inspect(path: str):
         try:
             with Image.open(path) as im:
-                return (im.size[0], im.size[1], orientation(im))
+                width, height = im.size
+                found = (width, height, orientation(im))
+                im.draft(None, (1, 1))  # JPEG: the smallest DCT scale; other formats ignore it
+                im.load()
+                return found
         except FileNotFoundError:
             return "does not exist"
         except IsADirectoryError:
@@ -71,7 +78,7 @@ def read_image_headers(paths) -> dict[str, tuple[int, int, int] | str]:
 
     paths = list(dict.fromkeys(str(p) for p in paths))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return dict(zip(paths, pool.map(header, paths, chunksize=64)))
+        return dict(zip(paths, pool.map(inspect, paths, chunksize=64)))
 
 
 def reject_images(problems: dict[str, str], samples: dict[str, list[str]], *, setting: str, expected: str,

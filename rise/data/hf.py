@@ -319,7 +319,7 @@ def load_hf(spec: dict, *, dataset: str, image_dir: Path, setting: str = "hf dat
     """Manifest rows of a local HF dataset; embedded images are written as PNG under `image_dir`."""
     from PIL import Image
 
-    from rise.data import read_image_headers, reject_images
+    from rise.data import inspect_images, reject_images
 
     table = open_hf(spec, setting)
     kind = table.schema_kind
@@ -347,7 +347,7 @@ def load_hf(spec: dict, *, dataset: str, image_dir: Path, setting: str = "hf dat
                 if data is not None:
                     image, (w, h) = writer.write(data, str(image_id if image_id is not None else sample_id))
                 elif external is not None:
-                    found = read_image_headers([external])[external]
+                    found = inspect_images([external])[external]
                     if isinstance(found, str):
                         raise OSError(f"{external} {found}")
                     image, (w, h) = external, found[:2]

@@ -9,9 +9,10 @@ There are no masks: rows carry `mask: null` and `ignore: null`, which only a tra
 (RISE-ClsOnly samples image-instruction pairs from it). Enumeration is sorted by class folder then
 file name, so the pool (and the seeded sample drawn from it) is the same on every machine.
 
-ImageNet train has 1.28M images, so image headers are not read by default: the files are found by
-listing the folders (so they exist) and `height`/`width` are null. `read_sizes: true` reads every
-header (minutes on a network file system), fills in the sizes and checks that each image can be read.
+ImageNet train has 1.28M images, so images are not read by default: the files are found by
+listing the folders (so they exist) and `height`/`width` are null. `read_sizes: true` reads and
+decodes every image (rise.data.inspect_images; tens of minutes), fills in the sizes and checks that
+each image can be read. Training decodes its sampled images before its first step either way.
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def list_images(folder: Path) -> list[str]:
 def load_imagenet(spec: dict, *, dataset: str, setting: str = "imagenet dataset", skip_unreadable: bool = False,
                   skipped: list[dict] | None = None) -> list[dict]:
     """Training-pool rows (mask null) of every image under root, sorted."""
-    from rise.data import read_image_headers, reject_images
+    from rise.data import inspect_images, reject_images
 
     root, synsets, synonym = _inputs(spec, setting)
     names = read_synsets(synsets)
@@ -103,14 +104,14 @@ def load_imagenet(spec: dict, *, dataset: str, setting: str = "imagenet dataset"
     if not rows:
         raise DataError(f"{root}: the class folders hold no .JPEG images")
     if spec.get("read_sizes", False):
-        headers = read_image_headers(r["image"] for r in rows)
-        problems = {p: found for p, found in headers.items() if isinstance(found, str)}
+        found_images = inspect_images(r["image"] for r in rows)
+        problems = {p: found for p, found in found_images.items() if isinstance(found, str)}
         reject_images(problems, {r["image"]: [r["sample_id"]] for r in rows}, setting=setting,
                       skip=skip_unreadable, skipped=skipped if skipped is not None else [],
                       expected=f"ImageNet images under {root}")
         rows = [r for r in rows if r["image"] not in problems]
         for row in rows:
-            row["width"], row["height"] = headers[row["image"]][:2]
+            row["width"], row["height"] = found_images[row["image"]][:2]
     log.info("%s: %d images of %d classes from %s", setting, len(rows), len({r['instruction'] for r in rows}), root)
     return rows
 

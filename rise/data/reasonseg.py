@@ -145,21 +145,21 @@ def _upright_copy(path: str, image_dir: Path, stem: str) -> str:
 def load_reasonseg(spec: dict, *, dataset: str, image_dir: Path, setting: str = "reasonseg dataset",
                    skip_unreadable: bool = False, skipped: list[dict] | None = None) -> list[dict]:
     """Evaluation-manifest rows of one ReasonSeg split folder, sorted by file name."""
-    from rise.data import read_image_headers, reject_images
+    from rise.data import inspect_images, reject_images
 
     root = _root(spec, setting)
     text_index = spec.get("text_index", 0)
     if not isinstance(text_index, int) or isinstance(text_index, bool) or text_index < 0:
         raise ConfigError(f"{setting}.text_index is {text_index!r}; expected an index >= 0")
     samples = find_samples(root)
-    headers = read_image_headers(str(image) for _, image, _ in samples)
-    problems = {path: found for path, found in headers.items() if isinstance(found, str)}
+    found_images = inspect_images(str(image) for _, image, _ in samples)
+    problems = {path: found for path, found in found_images.items() if isinstance(found, str)}
     reject_images(problems, {str(image): [stem] for stem, image, _ in samples}, setting=setting,
                   skip=skip_unreadable, skipped=skipped if skipped is not None else [],
                   expected=f"the image of each <name>.json in {root}")
     rows = []
     for stem, image, annotation in samples:
-        found = headers[str(image)]
+        found = found_images[str(image)]
         if isinstance(found, str):
             continue
         width, height, orientation = found

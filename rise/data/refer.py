@@ -72,15 +72,34 @@ def _options(spec: dict, setting: str) -> tuple[str, int, str]:
     return level, sentence, str(split)
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """The pickle names a class or function, which plain data never does."""
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    """Builds lists, dicts, tuples, strings, numbers, booleans and None, and nothing else.
+
+    Those need no class lookup, so refusing every lookup (`find_class`) refuses anything that
+    could construct an object or call a function: a tampered refs file cannot run code."""
+
+    def find_class(self, module, name):
+        raise RefusedPickle(f"{module}.{name}")
+
+
 def read_refs(refs_file: Path) -> list[dict]:
-    """REFER's pickled refs (written by Python 2; strings that are not ASCII are read as latin-1)."""
+    """REFER's pickled refs (written by Python 2; strings that are not ASCII are read as latin-1),
+    read with `PlainDataUnpickler`."""
     try:
         with refs_file.open("rb") as fh:
             try:
-                refs = pickle.load(fh)
+                refs = PlainDataUnpickler(fh).load()
             except UnicodeDecodeError:
                 fh.seek(0)
-                refs = pickle.load(fh, encoding="latin1")
+                refs = PlainDataUnpickler(fh, encoding="latin1").load()
+    except RefusedPickle as exc:
+        raise DataError(f"{refs_file} was refused: it names the Python object '{exc}', which unpickling would "
+                        "import and call; REFER's refs are plain lists, dicts, strings and numbers (replace the "
+                        "file with REFER's own)") from exc
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
         raise DataError(f"{refs_file} is not a readable pickle ({exc}); expected REFER's list of refs") from exc
     if not isinstance(refs, list) or (refs and not isinstance(refs[0], dict)):
@@ -183,10 +202,10 @@ def load_refer(spec: dict, *, dataset: str, setting: str = "refer dataset", chec
                skip_unreadable: bool = False, skipped: list[dict] | None = None) -> list[dict]:
     """Evaluation-manifest rows of one REFER split.
 
-    check_images=False skips reading the image headers (for benchmarks of the annotation work only).
+    check_images=False skips reading the images (for benchmarks of the annotation work only).
     With skip_unreadable, refs on missing or unreadable images are dropped and recorded in `skipped`.
     """
-    from rise.data import read_image_headers, reject_images
+    from rise.data import inspect_images, reject_images
 
     level, sentence, split = _options(spec, setting)
     refs_file, instances_file, image_folder = refer_paths(spec, setting)
@@ -202,13 +221,13 @@ def load_refer(spec: dict, *, dataset: str, setting: str = "refer dataset", chec
         samples: dict[str, list[str]] = {}
         for ref, pairs in plan:
             samples.setdefault(image_path(ref["image_id"]), []).extend(sid for sid, _ in pairs)
-        headers = read_image_headers(samples)
+        found_images = inspect_images(samples)
         problems = {}
-        for path, found in headers.items():
+        for path, found in found_images.items():
             if isinstance(found, str):
                 problems[path] = found
         for image in images.values():
-            found = headers.get(str(image_folder / image["file_name"]))
+            found = found_images.get(str(image_folder / image["file_name"]))
             if isinstance(found, tuple) and (found[0], found[1]) != (image["width"], image["height"]):
                 problems[str(image_folder / image["file_name"])] = (
                     f"is {found[0]}x{found[1]} but {instances_file.name} says {image['width']}x{image['height']}")

@@ -44,8 +44,9 @@ class RecordingSegmenter:
 
 
 def answer(box, p1, p2) -> str:
-    return (f"<think>t</think><answer>{{'bbox': {list(box)}, 'points_1': {list(p1)}, "
-            f"'points_2': {list(p2)}}}</answer>")
+    """A well-formed answer in strict JSON (what both answer protocols read)."""
+    return (f'<think>t</think><answer>{{"bbox": {list(box)}, "points_1": {list(p1)}, '
+            f'"points_2": {list(p2)}}}</answer>')
 
 
 def test_predictions_map_back_on_both_axes_and_encode_each_image_once(tmp_path):
@@ -150,7 +151,7 @@ def test_evaluate_stage_applies_the_ignore_region(tmp_path):
         "lisa": {"a": (16, 16), "b": (16, 32), "c": (0, 4), "gIoU": 100 * (1 + 0.5 + 0) / 3, "cIoU": 100 * 32 / 52},
     }
     for protocol, want in expected.items():
-        settings = dataclasses.replace(base, evaluate={"protocol": protocol})
+        settings = dataclasses.replace(base, evaluate={**base.evaluate, "protocol": protocol})
         metrics = read_json(evaluate(settings, "zeroshot_3b", "reasonseg_test"))
         assert metrics["gIoU"] == pytest.approx(want["gIoU"]) and metrics["cIoU"] == pytest.approx(want["cIoU"])
         assert metrics["n_samples"] == 3 and metrics["n_failed_parse"] == 1 and metrics["protocol"] == protocol

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
     parser.add_argument("--preset", default=None, help="preset to use (default: the file's `preset`)")
     parser.add_argument("--log", default=None, help="also write the log to this file")
+    parser.add_argument("--overrides", default=None, metavar="JSON",
+                        help="settings merged over the params file, as a JSON mapping (Snakemake passes its "
+                             "--config values here)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate params.yaml and check that the preset's models, data and GPU exist")
     sub.add_parser("build-models", help="build the demo models offline, or check the paper's are available")
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(rise.contracts.__doc__)
             return 0
-        settings = load_settings(args.params, args.preset)
+        settings = load_settings(args.params, args.preset, overrides=_parse_overrides(args.overrides))
         if args.command == "check":
             problems = preflight(settings)
             if problems:
@@ -166,6 +169,22 @@ def check_data(settings) -> int:
             missing += 1
             print(f"MISSING  {name}: {exc}")
     return 2 if missing else 0
+
+
+def _parse_overrides(text: str | None) -> dict | None:
+    import json
+
+    from rise.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--overrides: not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ConfigError("--overrides: expected a JSON mapping of settings, e.g. '{\"seed\": 1}'")
+    return value
 
 
 def _known(mapping, key, where):

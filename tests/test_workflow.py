@@ -77,6 +77,14 @@ def test_changing_the_protocol_reruns_evaluation_only(demo_run):
         {"evaluate": 5, "table": 1, "table_alias": 1}
 
 
+def test_config_overrides_reach_the_run(demo_run):
+    root, _ = demo_run
+    replanned = job_counts(sh("snakemake -n results/table4.csv --config seed=1", root).stdout)
+    assert replanned["sample_train"] == 1 and replanned["train"] == 5 and replanned["table"] == 1
+    replanned = job_counts(sh("snakemake -n results/table4.csv --config 'train={learning_rate: 2.0e-6}'", root).stdout)
+    assert replanned == {"train": 5, "predict": 5, "evaluate": 5, "table": 1, "table_alias": 1}
+
+
 def test_paper_preset_stops_at_once_naming_what_is_missing(tmp_path):
     root = copy_project(tmp_path)
     proc = sh("snakemake results/table4.csv --cores 1 --config preset=paper", root, check=False, timeout=120)

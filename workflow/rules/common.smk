@@ -1,21 +1,27 @@
 # Shared helpers: settings, preflight and the file layout, all from the `rise` library.
+import json
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from rise.config import load_settings
+from rise.config import config_overrides, load_settings, read_params
 from rise.errors import RiseError
 
 configfile: "params.yaml"
 
 PRESET = config["preset"]  # `--config preset=paper` overrides params.yaml's value
+# Every other `--config key=value` (nested: `--config 'train={learning_rate: 2.0e-6}'`) is merged over
+# params.yaml as Snakemake merges it, validated like the file, and handed to every `rise` call.
+OVERRIDES = {k: v for k, v in config_overrides(config, read_params("params.yaml")).items() if k != "preset"}
 try:
-    S = load_settings("params.yaml", PRESET)  # schema-validated at start-up
+    S = load_settings("params.yaml", PRESET, overrides=OVERRIDES)  # schema-validated at start-up
 except RiseError as exc:
     raise WorkflowError(str(exc))
 L = S.layout
-RISE = f"{sys.executable} -m rise.cli --preset {PRESET}"  # the interpreter running Snakemake
+RISE_ARGS = f"--preset {PRESET}" + (f" --overrides {shlex.quote(json.dumps(OVERRIDES, sort_keys=True))}" if OVERRIDES else "")
+RISE = f"{sys.executable} -m rise.cli {RISE_ARGS}"  # the interpreter running Snakemake
 GPU = 1 if S.device == "cuda" else 0
 TRAINED = [name for name, v in S.variants.items() if v.train]
 
@@ -47,7 +53,7 @@ def train_launcher(wildcards):
     gpus = train_gpus(wildcards)
     if gpus > 1:
         return (f"{sys.executable} -m accelerate.commands.launch --config_file {S.launch['accelerate_config']} "
-                f"--num_processes {gpus} -m rise.cli --preset {PRESET}")
+                f"--num_processes {gpus} -m rise.cli {RISE_ARGS}")
     return RISE
 
 

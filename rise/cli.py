@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "build-models":
             from rise.build import build_models
 
-            problems = preflight(settings, need_models=False)
+            # checking or building models needs no GPU: on a cluster this job runs on the CPU partition
+            problems = preflight(settings, need_models=False, check_gpu=False)
             if problems:
                 raise RiseError("; ".join(problems))
             build_models(settings)

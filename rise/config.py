@@ -115,6 +115,7 @@ class Settings:
     build_demo_models: bool
     warm_up_steps: int
     launch: dict
+    resources: dict
     models: dict
     datasets: dict
     train_sets: dict
@@ -324,7 +325,7 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
         preset=preset, seed=raw["seed"], description=p["description"], device=p["device"],
         build_demo_models=p.get("build_demo_models", False),
         warm_up_steps=p.get("warm_up_steps", 0), launch=p.get("launch", {"gpus": 1}),
-        models=p["models"], datasets=p["datasets"],
+        resources=p["resources"],        models=p["models"], datasets=p["datasets"],
         train_sets=p["train_sets"], image=effective["image"], train=effective["train"],
         predict=effective["predict"], evaluate=effective["evaluate"], variants=variants,
         tables=raw["tables"], figures=raw.get("figures", {}), source=Path(source),

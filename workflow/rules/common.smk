@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from rise.config import config_overrides, load_settings, read_params
 from rise.errors import RiseError
+from rise.resources import job_resources
 
 configfile: "params.yaml"
 
@@ -22,8 +23,11 @@ except RiseError as exc:
 L = S.layout
 RISE_ARGS = f"--preset {PRESET}" + (f" --overrides {shlex.quote(json.dumps(OVERRIDES, sort_keys=True))}" if OVERRIDES else "")
 RISE = f"{sys.executable} -m rise.cli {RISE_ARGS}"  # the interpreter running Snakemake
-GPU = 1 if S.device == "cuda" else 0
 TRAINED = [name for name, v in S.variants.items() if v.train]
+UNTRAINED = [name for name, v in S.variants.items() if not v.train]
+
+# Cheap steps run in the Snakemake process itself, also on a cluster (no job, no queue).
+localrules: all, all_tables, table, table_alias, sample_train, base_policy, figure_qualitative
 
 wildcard_constraints:
     variant="|".join(S.variants),
@@ -42,6 +46,23 @@ def train_inputs(wildcards):
     if v.train:
         inputs["manifest"] = str(L.train_manifest(v.train_set))
     return inputs
+
+
+def cpus(stage):
+    """`threads:` of a stage's jobs (rise/resources.py): cores locally, --cpus-per-task on SLURM."""
+    return lambda wildcards: job_resources(S, stage, wildcards.get("variant")).cpus
+
+
+def resources(stage):
+    """`resources:` of a stage's jobs (rise/resources.py). Every job stays on one node; the wall time
+    grows with each retry (`retries` in the SLURM profile); cpus_per_task repeats `threads` for SLURM
+    because `--cores` caps threads."""
+    def of(wildcards):
+        return job_resources(S, stage, wildcards.get("variant"))
+
+    return dict(gpu=lambda wildcards: of(wildcards).gpus, cpus_per_task=lambda wildcards: of(wildcards).cpus,
+                mem_mb=lambda wildcards: of(wildcards).mem_mb,
+                runtime=lambda wildcards, attempt: of(wildcards).runtime_min(attempt), nodes=1)
 
 
 def train_gpus(wildcards):

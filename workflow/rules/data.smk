@@ -2,6 +2,8 @@ rule build_models:
     output: str(L.models_manifest())
     params: settings=S.stage_settings("models")
     log: log_file("build_models", PRESET)
+    threads: cpus("build_models")
+    resources: **resources("build_models")
     shell: "{RISE} --log {log} build-models"
 
 
@@ -9,6 +11,8 @@ rule prepare_data:
     output: str(L.dataset_manifest("{dataset}"))
     params: settings=lambda w: S.stage_settings("data", w.dataset)
     log: log_file("prepare_data", "{dataset}")
+    threads: cpus("prepare_data")
+    resources: **resources("prepare_data")
     shell: "{RISE} --log {log} prepare-data --dataset {wildcards.dataset}"
 
 

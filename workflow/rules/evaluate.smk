@@ -6,9 +6,8 @@ rule predict:
     output: str(L.predictions("{variant}", "{dataset}"))
     params: settings=lambda w: S.stage_settings("predict", w.variant, w.dataset)
     log: log_file("predict", "{variant}-{dataset}")
-    resources:
-        gpu=GPU,
-        runtime=6 * 60 if GPU else 60,
+    threads: cpus("predict")
+    resources: **resources("predict")
     shell: "{RISE} --log {log} predict --variant {wildcards.variant} --eval-set {wildcards.dataset}"
 
 
@@ -21,6 +20,8 @@ rule evaluate:
         samples=str(L.sample_scores("{variant}", "{dataset}")),
     params: settings=S.stage_settings("evaluate")
     log: log_file("evaluate", "{variant}-{dataset}")
+    threads: cpus("evaluate")
+    resources: **resources("evaluate")
     shell: "{RISE} --log {log} evaluate --variant {wildcards.variant} --eval-set {wildcards.dataset}"
 
 

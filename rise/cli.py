@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-set", action="append")
     p = sub.add_parser("table", help="write paper tables (default: all)")
     p.add_argument("--name", action="append")
+    p = sub.add_parser("launch", help="run a GPU stage on reserved GPUs (CUDA_VISIBLE_DEVICES), under accelerate "
+                                      "launch when it trains on several; what Snakemake and DVC call")
+    p.add_argument("stage", choices=("train", "predict"))
+    p.add_argument("--variant", required=True)
+    p.add_argument("--eval-set", action="append")
     sub.add_parser("figure", help="the qualitative figure (figures.qualitative in params.yaml)")
     sub.add_parser("check-data", help="say per dataset what was found on disk, or exactly what is missing")
     sub.add_parser("contracts", help="print the schemas of the files passed between stages")
@@ -132,6 +137,17 @@ def main(argv: list[str] | None = None) -> int:
             _known(settings.variants, args.variant, "variants")
             for name in args.eval_set or settings.eval_sets:
                 evaluate(settings, args.variant, name)
+        elif args.command == "launch":
+            from rise.launch import launch
+
+            _known(settings.variants, args.variant, "variants")
+            stage_args = ["--variant", args.variant] + [a for e in args.eval_set or [] for a in ("--eval-set", e)]
+            cli_args = ["--params", args.params, "--preset", settings.preset]
+            cli_args += ["--overrides", args.overrides] if args.overrides else []
+            cli_args += ["--log", args.log] if args.log else []
+            code = launch(settings, args.stage, stage_args, cli_args)
+            if code:
+                return code  # the stage has said why, in its log
         elif args.command == "figure":
             from rise.figures import qualitative_figure
 

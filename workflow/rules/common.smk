@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from rise.config import config_overrides, load_settings, read_params
 from rise.errors import RiseError
+from rise.launch import local_gpus
 from rise.resources import job_resources
 
 configfile: "params.yaml"
@@ -25,6 +26,12 @@ RISE_ARGS = f"--preset {PRESET}" + (f" --overrides {shlex.quote(json.dumps(OVERR
 RISE = f"{sys.executable} -m rise.cli {RISE_ARGS}"  # the interpreter running Snakemake
 TRAINED = [name for name, v in S.variants.items() if v.train]
 UNTRAINED = [name for name, v in S.variants.items() if not v.train]
+
+# A local run gets `--resources gpu=<the GPUs it sees>` unless it says otherwise, so GPU jobs never
+# outnumber the devices; `rise launch` pins each one to free devices (CUDA_VISIBLE_DEVICES).
+# (A cluster run, with --jobs, leaves GPUs to the scheduler.)
+if workflow.is_main_process and workflow.resource_settings.nodes is None and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", len(local_gpus()))
 
 # Cheap steps run in the Snakemake process itself, also on a cluster (no job, no queue).
 localrules: all, all_tables, table, table_alias, sample_train, base_policy, figure_qualitative
@@ -63,19 +70,6 @@ def resources(stage):
     return dict(gpu=lambda wildcards: of(wildcards).gpus, cpus_per_task=lambda wildcards: of(wildcards).cpus,
                 mem_mb=lambda wildcards: of(wildcards).mem_mb,
                 runtime=lambda wildcards, attempt: of(wildcards).runtime_min(attempt), nodes=1)
-
-
-def train_gpus(wildcards):
-    return S.train_gpus(wildcards.variant)
-
-
-def train_launcher(wildcards):
-    """Several GPUs: the same CLI entry under `accelerate launch` with the preset's accelerate config."""
-    gpus = train_gpus(wildcards)
-    if gpus > 1:
-        return (f"{sys.executable} -m accelerate.commands.launch --config_file {S.launch['accelerate_config']} "
-                f"--num_processes {gpus} -m rise.cli {RISE_ARGS}")
-    return RISE
 
 
 def table_inputs(wildcards):

@@ -8,7 +8,7 @@ rule predict:
     log: log_file("predict", "{variant}-{dataset}")
     threads: cpus("predict")
     resources: **resources("predict")
-    shell: "{RISE} --log {log} predict --variant {wildcards.variant} --eval-set {wildcards.dataset}"
+    shell: "{RISE} --log {log} launch predict --variant {wildcards.variant} --eval-set {wildcards.dataset}"
 
 
 rule evaluate:

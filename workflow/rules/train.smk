@@ -1,16 +1,15 @@
 rule train:
-    # GRPO training of a trained variant: a GPU job (several GPUs under `accelerate launch`)
+    # GRPO training of a trained variant: a GPU job (several GPUs under `accelerate launch`, rise/launch.py)
     wildcard_constraints:
         variant="|".join(TRAINED) or "NONE",
     input: unpack(train_inputs)
     output: str(L.policy_ref("{variant}"))
     params:
         settings=lambda w: S.stage_settings("train", w.variant),
-        launcher=train_launcher,
     log: log_file("train", "{variant}")
     threads: cpus("train")
     resources: **resources("train")
-    shell: "{params.launcher} --log {log} train --variant {wildcards.variant}"
+    shell: "{RISE} --log {log} launch train --variant {wildcards.variant}"
 
 
 rule base_policy:

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", required=True)
     p.add_argument("--eval-set", action="append")
     sub.add_parser("figure", help="the qualitative figure (figures.qualitative in params.yaml)")
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml (DVC's stages = Snakemake's jobs)")
+    p.add_argument("--check", action="store_true", help="only say whether dvc.yaml is up to date (exit 2 if not)")
     sub.add_parser("check-data", help="say per dataset what was found on disk, or exactly what is missing")
     sub.add_parser("contracts", help="print the schemas of the files passed between stages")
     args = parser.parse_args(argv)
@@ -154,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
             q = settings.figures["qualitative"]
             qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
                                settings.layout.figure("qualitative"), q.get("sample_ids"))
+        elif args.command == "dvc-yaml":
+            from rise.dvc_pipeline import write_or_check
+
+            if write_or_check(args.params, "dvc.yaml", check=args.check):
+                print("dvc.yaml is up to date")
+            elif args.check:
+                print(f"dvc.yaml is out of date with {args.params}: run `rise dvc-yaml`", file=sys.stderr)
+                return 2
+            else:
+                print(f"dvc.yaml written from {args.params}")
         elif args.command == "check-data":
             return check_data(settings)
         elif args.command == "table":

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import QUICK, copy_project
+from conftest import copy_project
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -115,15 +115,3 @@ def test_malformed_params_fail_at_start_naming_the_setting(tmp_path):
     assert proc.returncode != 0 and "train.num_generations" in proc.stdout + proc.stderr
     proc = sh("rise check", root, check=False)
     assert proc.returncode == 2 and "train.num_generations" in proc.stderr
-
-
-def test_dvc_repro_one_variant(tmp_path):
-    root = copy_project(tmp_path, QUICK)
-    sh("git init -q && dvc init -q", root)
-    sh("dvc repro evaluate@full_3b", root)
-    metrics = root / "runs" / "demo" / "metrics" / "full_3b" / "reasonseg_test.json"
-    assert metrics.exists()
-    status = sh("dvc status evaluate@full_3b", root).stdout
-    assert "up to date" in status.lower() or status.strip() == ""
-    plots = sh("dvc plots show --json runs/demo/curves/full_3b.csv", root)
-    assert "error" not in plots.stdout.lower() and '"reward"' in plots.stdout

@@ -5,6 +5,8 @@
 # Targets go before --config, which takes every word after it up to the next option.
 include: "workflow/rules/common.smk"
 
+report: "workflow/report/workflow.rst"  # snakemake --report report.zip <targets>: tables, curves, figures
+
 
 rule all:
     default_target: True

@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stage", choices=("train", "predict"))
     p.add_argument("--variant", required=True)
     p.add_argument("--eval-set", action="append")
+    p = sub.add_parser("show", help="print paper tables (paper / ours / difference) from their CSVs (default: all)")
+    p.add_argument("--name", action="append")
+    p.add_argument("--write", action="store_true", help="write results/<preset>/<table>.md instead of printing")
     sub.add_parser("figure", help="the qualitative figure (figures.qualitative in params.yaml)")
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml (DVC's stages = Snakemake's jobs)")
     p.add_argument("--check", action="store_true", help="only say whether dvc.yaml is up to date (exit 2 if not)")
@@ -156,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
             q = settings.figures["qualitative"]
             qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
                                settings.layout.figure("qualitative"), q.get("sample_ids"))
+        elif args.command == "show":
+            from rise.report import table_markdown, write_markdown
+
+            for name in args.name or list(settings.tables):
+                _known(settings.tables, name, "tables")
+                if args.write:
+                    log.info("%s -> %s", name, write_markdown(settings, name))
+                else:
+                    print(table_markdown(settings, name))
         elif args.command == "dvc-yaml":
             from rise.dvc_pipeline import write_or_check
 

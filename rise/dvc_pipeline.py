@@ -178,10 +178,10 @@ def pipeline(params_file: str | Path = "params.yaml") -> dict:
     }
     for name in s.tables:
         stages[name] = {
-            "cmd": f"{log('table', name)} table --name {name}",
+            "cmd": [f"{log('table', name)} table --name {name}", f"{log('table', name)} show --write --name {name}"],
             "params": params("preset", f"tables.{name}"),
             "deps": [f"{RUN}/metrics/{v}/{d}.json" for v, d in s.table_needs(name)],
-            "outs": [f"results/${{preset}}/{name}.csv"],
+            "outs": [f"results/${{preset}}/{name}.csv", f"results/${{preset}}/{name}.md"],
         }
     q = s.figures.get("qualitative")
     if q:

@@ -53,6 +53,22 @@ def test_demo_produces_table4_and_reruns_nothing(demo_run):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_report_holds_tables_curves_and_captions(demo_run):
+    import zipfile
+
+    root, _ = demo_run
+    sh("snakemake results/table4.csv --report report.zip", root)
+    with zipfile.ZipFile(root / "report.zip") as z:
+        names = z.namelist()
+        text = "".join(z.read(n).decode("utf-8", "ignore") for n in names if n.endswith((".html", ".js")))
+    files = {Path(n).name for n in names if "/data/raw/" in n}  # report/data/raw/<hash>/<file>
+    assert files == {"table4.csv", "format_only_3b.png", "semantic_only_3b.png", "no_seg_format_3b.png",
+                     "no_think_format_3b.png", "full_3b.png"}
+    assert "Reward ablation on ReasonSeg test" in text and "Training curves" in text  # table caption, category
+    assert "GRPO training of variant" in text  # curve captions
+    assert (root / "results/demo/table4.md").read_text().startswith("### table4: Reward ablation")
+
+
 def planned_after_edit(root, old: str, new: str) -> dict[str, int]:
     """The jobs a dry run plans once `old` is replaced by `new` in params.yaml (restored after)."""
     params = root / "params.yaml"

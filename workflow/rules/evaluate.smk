@@ -27,9 +27,13 @@ rule evaluate:
 
 rule table:
     input: table_inputs
-    output: str(L.table("{table}"))
+    output:
+        csv=report(str(L.table("{table}")), caption="../report/table.rst", category="Tables",
+                   labels={"table": "{table}"}),
+        markdown=str(L.table("{table}").with_suffix(".md")),
+    params: caption=lambda w: S.tables[w.table]["caption"]
     log: log_file("table", "{table}")
-    shell: "{RISE} --log {log} table --name {wildcards.table}"
+    shell: "{RISE} --log {log} table --name {wildcards.table} && {RISE} --log {log} show --write --name {wildcards.table}"
 
 
 rule table_alias:
@@ -46,7 +50,7 @@ rule all_tables:
 rule figure_qualitative:
     input:
         lambda w: [str(L.predictions(v, S.figures["qualitative"]["dataset"])) for v in S.figures["qualitative"]["variants"]],
-    output: str(L.figure("qualitative"))
+    output: report(str(L.figure("qualitative")), caption="../report/figure.rst", category="Figures")
     params: settings=repr(S.figures.get("qualitative"))
     log: log_file("figure", "qualitative")
     shell: "{RISE} --log {log} figure"

@@ -3,7 +3,11 @@ rule train:
     wildcard_constraints:
         variant="|".join(TRAINED) or "NONE",
     input: unpack(train_inputs)
-    output: str(L.policy_ref("{variant}"))
+    output:
+        policy=str(L.policy_ref("{variant}")),
+        curves=str(L.train_curves("{variant}")),
+        figure=report(str(L.train_curves("{variant}").with_suffix(".png")), caption="../report/curves.rst",
+                      category="Training curves", labels={"variant": "{variant}"}),
     params:
         settings=lambda w: S.stage_settings("train", w.variant),
     log: log_file("train", "{variant}")
@@ -17,7 +21,9 @@ rule base_policy:
     wildcard_constraints:
         variant="|".join(UNTRAINED) or "NONE",
     input: unpack(train_inputs)
-    output: str(L.policy_ref("{variant}"))
+    output:
+        policy=str(L.policy_ref("{variant}")),
+        curves=str(L.train_curves("{variant}")),  # no steps: an empty curve
     params: settings=lambda w: S.stage_settings("train", w.variant)
     log: log_file("train", "{variant}")
     shell: "{RISE} --log {log} train --variant {wildcards.variant}"

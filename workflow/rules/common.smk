@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from rise.config import config_overrides, load_settings, read_params
 from rise.errors import RiseError
@@ -23,7 +24,12 @@ except RiseError as exc:
     raise WorkflowError(str(exc))
 L = S.layout
 RISE_ARGS = f"--preset {PRESET}" + (f" --overrides {shlex.quote(json.dumps(OVERRIDES, sort_keys=True))}" if OVERRIDES else "")
-RISE = f"{sys.executable} -m rise.cli {RISE_ARGS}"  # the interpreter running Snakemake
+# The `rise` CLI as every rule's shell calls it. With `--software-deployment-method conda` each rule
+# runs in workflow/envs/rise.yaml, whose python imports `rise` from the checkout (the working
+# directory); otherwise the interpreter running Snakemake.
+IN_CONDA = DeploymentMethod.CONDA in getattr(workflow.deployment_settings, "deployment_method", ())
+RISE = f"{'python' if IN_CONDA else sys.executable} -m rise.cli {RISE_ARGS}"
+ENV = "../envs/rise.yaml"  # every rule's software (relative to workflow/rules/)
 TRAINED = [name for name, v in S.variants.items() if v.train]
 UNTRAINED = [name for name, v in S.variants.items() if not v.train]
 

@@ -8,6 +8,7 @@ rule predict:
     log: log_file("predict", "{variant}-{dataset}")
     threads: cpus("predict")
     resources: **resources("predict")
+    conda: ENV
     shell: "{RISE} --log {log} launch predict --variant {wildcards.variant} --eval-set {wildcards.dataset}"
 
 
@@ -22,6 +23,7 @@ rule evaluate:
     log: log_file("evaluate", "{variant}-{dataset}")
     threads: cpus("evaluate")
     resources: **resources("evaluate")
+    conda: ENV
     shell: "{RISE} --log {log} evaluate --variant {wildcards.variant} --eval-set {wildcards.dataset}"
 
 
@@ -33,6 +35,7 @@ rule table:
         markdown=str(L.table("{table}").with_suffix(".md")),
     params: caption=lambda w: S.tables[w.table]["caption"]
     log: log_file("table", "{table}")
+    conda: ENV
     shell: "{RISE} --log {log} table --name {wildcards.table} && {RISE} --log {log} show --write --name {wildcards.table}"
 
 
@@ -40,6 +43,7 @@ rule table_alias:
     # results/<table>.csv is the active preset's table; every row names its preset.
     input: str(L.table("{table}"))
     output: "results/{table}.csv"
+    conda: ENV
     shell: "cp {input} {output}"
 
 
@@ -53,4 +57,5 @@ rule figure_qualitative:
     output: report(str(L.figure("qualitative")), caption="../report/figure.rst", category="Figures")
     params: settings=repr(S.figures.get("qualitative"))
     log: log_file("figure", "qualitative")
+    conda: ENV
     shell: "{RISE} --log {log} figure"

@@ -13,6 +13,7 @@ rule train:
     log: log_file("train", "{variant}")
     threads: cpus("train")
     resources: **resources("train")
+    conda: ENV
     shell: "{RISE} --log {log} launch train --variant {wildcards.variant}"
 
 
@@ -26,4 +27,5 @@ rule base_policy:
         curves=str(L.train_curves("{variant}")),  # no steps: an empty curve
     params: settings=lambda w: S.stage_settings("train", w.variant)
     log: log_file("train", "{variant}")
+    conda: ENV
     shell: "{RISE} --log {log} train --variant {wildcards.variant}"

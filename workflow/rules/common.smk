@@ -26,7 +26,9 @@ L = S.layout
 RISE_ARGS = f"--preset {PRESET}" + (f" --overrides {shlex.quote(json.dumps(OVERRIDES, sort_keys=True))}" if OVERRIDES else "")
 # The `rise` CLI as every rule's shell calls it. With `--software-deployment-method conda` each rule
 # runs in workflow/envs/rise.yaml, whose python imports `rise` from the checkout (the working
-# directory); otherwise the interpreter running Snakemake.
+# directory); otherwise the interpreter running Snakemake. Lint "Shell command directly uses
+# variable RISE from outside of the rule" is deliberate: as a param, a new interpreter path or an
+# unrelated `--config` value would rerun every job; what a job depends on is its `settings` param.
 IN_CONDA = DeploymentMethod.CONDA in getattr(workflow.deployment_settings, "deployment_method", ())
 RISE = f"{'python' if IN_CONDA else sys.executable} -m rise.cli {RISE_ARGS}"
 ENV = "../envs/rise.yaml"  # every rule's software (relative to workflow/rules/)
@@ -91,5 +93,5 @@ onstart:
         print(f"\npreset '{PRESET}' cannot run here:", file=sys.stderr)
         for line in problems:
             print(f"  - {line}", file=sys.stderr)
-        print("Fix the settings in params.yaml (or run `rise --preset " + PRESET + " check`).\n", file=sys.stderr)
+        print(f"Fix the settings in params.yaml (or run `rise --preset {PRESET} check`).\n", file=sys.stderr)
         raise SystemExit(1)

@@ -43,8 +43,9 @@ rule table_alias:
     # results/<table>.csv is the active preset's table; every row names its preset.
     input: str(L.table("{table}"))
     output: "results/{table}.csv"
+    log: log_file("table_alias", "{table}")
     conda: ENV
-    shell: "cp {input} {output}"
+    shell: "cp {input} {output} 2> {log}"
 
 
 rule all_tables:

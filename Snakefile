@@ -1,8 +1,11 @@
 # RISE workflow. Every rule calls a `rise` CLI entry; the DAG is defined by params.yaml.
-#   snakemake results/table4.csv --cores all              # demo preset (default)
-#   snakemake results/table4.csv --config preset=paper    # paper preset
-#   snakemake -n --config preset=paper all_tables         # dry run of the whole paper DAG
+#   snakemake results/table4.csv --cores all                        # demo preset (default)
+#   snakemake results/table4.csv --cores all --config preset=paper  # paper preset
+#   snakemake -n all_tables --config preset=paper                   # dry run of the whole paper DAG
+# Targets go before --config, which takes every word after it up to the next option.
 include: "workflow/rules/common.smk"
+
+report: "workflow/report/workflow.rst"  # snakemake --report report.zip <targets>: tables, curves, figures
 
 
 rule all:

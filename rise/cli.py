@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
     parser.add_argument("--preset", default=None, help="preset to use (default: the file's `preset`)")
     parser.add_argument("--log", default=None, help="also write the log to this file")
+    parser.add_argument("--overrides", default=None, metavar="JSON",
+                        help="settings merged over the params file, as a JSON mapping (Snakemake passes its "
+                             "--config values here)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate params.yaml and check that the preset's models, data and GPU exist")
     sub.add_parser("build-models", help="build the demo models offline, or check the paper's are available")
@@ -68,7 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-set", action="append")
     p = sub.add_parser("table", help="write paper tables (default: all)")
     p.add_argument("--name", action="append")
+    p = sub.add_parser("launch", help="run a GPU stage on reserved GPUs (CUDA_VISIBLE_DEVICES), under accelerate "
+                                      "launch when it trains on several; what Snakemake and DVC call")
+    p.add_argument("stage", choices=("train", "predict"))
+    p.add_argument("--variant", required=True)
+    p.add_argument("--eval-set", action="append")
+    p = sub.add_parser("show", help="print paper tables (paper / ours / difference) from their CSVs (default: all)")
+    p.add_argument("--name", action="append")
+    p.add_argument("--write", action="store_true", help="write results/<preset>/<table>.md instead of printing")
     sub.add_parser("figure", help="the qualitative figure (figures.qualitative in params.yaml)")
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml (DVC's stages = Snakemake's jobs)")
+    p.add_argument("--check", action="store_true", help="only say whether dvc.yaml is up to date (exit 2 if not)")
     sub.add_parser("check-data", help="say per dataset what was found on disk, or exactly what is missing")
     sub.add_parser("contracts", help="print the schemas of the files passed between stages")
     args = parser.parse_args(argv)
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(rise.contracts.__doc__)
             return 0
-        settings = load_settings(args.params, args.preset)
+        settings = load_settings(args.params, args.preset, overrides=_parse_overrides(args.overrides))
         if args.command == "check":
             from rise.memory import launch_report
 
@@ -103,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "build-models":
             from rise.build import build_models
 
-            problems = preflight(settings, need_models=False)
+            # checking or building models needs no GPU: on a cluster this job runs on the CPU partition
+            problems = preflight(settings, need_models=False, check_gpu=False)
             if problems:
                 raise RiseError("; ".join(problems))
             build_models(settings)
@@ -134,12 +148,42 @@ def main(argv: list[str] | None = None) -> int:
             _known(settings.variants, args.variant, "variants")
             for name in _eval_sets(settings, args.eval_set):
                 evaluate(settings, args.variant, name)
+        elif args.command == "launch":
+            from rise.launch import launch
+
+            _known(settings.variants, args.variant, "variants")
+            stage_args = ["--variant", args.variant] + [a for e in args.eval_set or [] for a in ("--eval-set", e)]
+            cli_args = ["--params", args.params, "--preset", settings.preset]
+            cli_args += ["--overrides", args.overrides] if args.overrides else []
+            cli_args += ["--log", args.log] if args.log else []
+            code = launch(settings, args.stage, stage_args, cli_args)
+            if code:
+                return code  # the stage has said why, in its log
         elif args.command == "figure":
             from rise.figures import qualitative_figure
 
             q = settings.figures["qualitative"]
             qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
                                settings.layout.figure("qualitative"), q.get("sample_ids"))
+        elif args.command == "show":
+            from rise.report import table_markdown, write_markdown
+
+            for name in args.name or list(settings.tables):
+                _known(settings.tables, name, "tables")
+                if args.write:
+                    log.info("%s -> %s", name, write_markdown(settings, name))
+                else:
+                    print(table_markdown(settings, name))
+        elif args.command == "dvc-yaml":
+            from rise.dvc_pipeline import write_or_check
+
+            if write_or_check(args.params, "dvc.yaml", check=args.check):
+                print("dvc.yaml is up to date")
+            elif args.check:
+                print(f"dvc.yaml is out of date with {args.params}: run `rise dvc-yaml`", file=sys.stderr)
+                return 2
+            else:
+                print(f"dvc.yaml written from {args.params}")
         elif args.command == "check-data":
             return check_data(settings)
         elif args.command == "table":
@@ -180,6 +224,22 @@ def _eval_sets(settings, asked: list[str] | None) -> list[str]:
     for name in asked or []:
         _known(settings.datasets, name, f"presets.{settings.preset}.datasets")
     return asked or settings.eval_sets
+
+
+def _parse_overrides(text: str | None) -> dict | None:
+    import json
+
+    from rise.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--overrides: not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ConfigError("--overrides: expected a JSON mapping of settings, e.g. '{\"seed\": 1}'")
+    return value
 
 
 def _known(mapping, key, where):

@@ -88,6 +88,10 @@ class Layout:
     def predictions(self, variant: str, eval_set: str) -> Path:
         return self.run_dir / "predictions" / variant / f"{eval_set}.jsonl"
 
+    def prediction_environment(self, variant: str, eval_set: str) -> Path:
+        """The software and GPU that made the predictions' masks (rise/provenance.py)."""
+        return self.run_dir / "predictions" / variant / f"{eval_set}.env.json"
+
     def metrics(self, variant: str, eval_set: str) -> Path:
         return self.run_dir / "metrics" / variant / f"{eval_set}.json"
 
@@ -115,6 +119,7 @@ class Settings:
     build_demo_models: bool
     warm_up_steps: int
     launch: dict
+    resources: dict
     models: dict
     datasets: dict
     train_sets: dict
@@ -127,6 +132,7 @@ class Settings:
     figures: dict
     source: Path
     layout: Layout
+    overrides: dict = field(default_factory=dict)  # merged over `source` (Snakemake's --config)
 
     @property
     def eval_sets(self) -> list[str]:
@@ -158,7 +164,8 @@ class Settings:
         """What made a result: recorded in every metrics and table file."""
         return {"preset": self.preset, "description": self.description,
                 "policies": self.models["policies"], "clip": self.models["clip"], "sam2": self.models["sam2"],
-                "datasets": self.datasets, "train_sets": self.train_sets, "params_file": str(self.source)}
+                "datasets": self.datasets, "train_sets": self.train_sets, "params_file": str(self.source),
+                **({"overrides": self.overrides} if self.overrides else {})}
 
     def stage_settings(self, stage: str, name: str | None = None, dataset: str | None = None) -> str:
         """A canonical JSON string of what a stage's output depends on (Snakemake reruns when it changes)."""
@@ -188,7 +195,7 @@ def _format_path(path) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def _validate_schema(raw: dict, source: Path) -> None:
+def _validate_schema(raw: dict, source) -> None:
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA_FILE.read_text())
@@ -199,8 +206,46 @@ def _validate_schema(raw: dict, source: Path) -> None:
         raise ConfigError(f"{source}: invalid settings\n" + "\n".join(lines))
 
 
-def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str | None = None,
-                  root: Path | None = None) -> Settings:
+def config_overrides(effective: dict, base: dict) -> dict:
+    """The part of `effective` that differs from `base`, nested: what `--config` changed in params.yaml.
+
+    Merging the result over `base` with `deep_merge` gives the engine's settings back (Snakemake merges
+    `--config` values the same way). Snakemake reads nested `--config` values as strings (YAML's
+    BaseLoader), so a string is read back as a YAML scalar unless params.yaml holds a string there.
+    """
+    out = {}
+    for key, value in effective.items():
+        old = base.get(key) if isinstance(base, dict) else None
+        if isinstance(value, dict):
+            sub = config_overrides(value, old if isinstance(old, dict) else {})
+            if sub or not isinstance(old, dict):
+                out[key] = sub
+        else:
+            value = _typed(value, old)
+            if not isinstance(base, dict) or key not in base or old != value:
+                out[key] = value
+    return out
+
+
+def _typed(value, old):
+    if isinstance(value, list):
+        return [_typed(v, None) for v in value]
+    if not isinstance(value, str) or isinstance(old, str):
+        return copy.deepcopy(value)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, str):  # YAML 1.1 reads 2e-6 as a string
+        try:
+            return float(parsed)
+        except ValueError:
+            return value
+    return parsed
+
+
+def read_params(path: str | Path) -> dict:
+    """params.yaml as a mapping (not yet validated)."""
     source = Path(path)
     if not source.exists():
         raise ConfigError(f"settings file {source} does not exist")
@@ -210,11 +255,28 @@ def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str |
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    _validate_schema(raw, source)
+    return raw
+
+
+def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str | None = None,
+                  root: Path | None = None, overrides: dict | None = None) -> Settings:
+    """Settings from a params file, with `overrides` (e.g. Snakemake's `--config`) merged over it."""
+    source = Path(path)
+    raw = read_params(source)
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    return settings_from_raw(raw, source, preset, root, overrides)
+
+
+def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: Path | None = None,
+                      overrides: dict | None = None) -> Settings:
+    """Validates a params mapping and applies its preset. `source` names it in errors."""
+    where = f"{source} with overrides {json.dumps(overrides, sort_keys=True)}" if overrides else str(source)
+    _validate_schema(raw, where)
 
     preset = preset or raw["preset"]
     if preset not in raw["presets"]:
-        raise ConfigError(f"{source}: preset '{preset}' is not defined under presets (known: {sorted(raw['presets'])})")
+        raise ConfigError(f"{where}: preset '{preset}' is not defined under presets (known: {sorted(raw['presets'])})")
     p = raw["presets"][preset]
     effective = {k: deep_merge(raw[k], p.get("overrides", {}).get(k, {})) for k in OVERRIDABLE}
 
@@ -223,16 +285,16 @@ def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str |
         merged = {**raw["variant_defaults"], **spec}
         missing = [k for k in ("train", "policy", "train_set", "rewards", "cot", "points") if k not in merged]
         if missing:
-            raise ConfigError(f"{source}: variants.{name} lacks {missing} and variant_defaults does not give them")
+            raise ConfigError(f"{where}: variants.{name} lacks {missing} and variant_defaults does not give them")
         if merged["policy"] not in p["models"]["policies"]:
-            raise ConfigError(f"{source}: variants.{name}.policy '{merged['policy']}' is not one of "
+            raise ConfigError(f"{where}: variants.{name}.policy '{merged['policy']}' is not one of "
                               f"presets.{preset}.models.policies {sorted(p['models']['policies'])}")
         if merged["train"] and merged["train_set"] not in p["train_sets"]:
-            raise ConfigError(f"{source}: variants.{name}.train_set '{merged['train_set']}' is not one of "
+            raise ConfigError(f"{where}: variants.{name}.train_set '{merged['train_set']}' is not one of "
                               f"presets.{preset}.train_sets {sorted(p['train_sets'])}")
         rewards = tuple(merged["rewards"])
         if merged["train"] and not rewards:
-            raise ConfigError(f"{source}: variants.{name}.rewards is empty: a trained variant needs a reward")
+            raise ConfigError(f"{where}: variants.{name}.rewards is empty: a trained variant needs a reward")
         variants[name] = Variant(name=name, train=merged["train"], policy=merged["policy"],
                                  train_set=merged["train_set"], rewards=rewards, cot=merged["cot"],
                                  points=merged["points"], gpus=merged.get("gpus"))
@@ -241,35 +303,36 @@ def load_settings(path: str | Path = PROJECT_ROOT / "params.yaml", preset: str |
     if q:
         for v in q["variants"]:
             if v not in variants:
-                raise ConfigError(f"{source}: figures.qualitative.variants: '{v}' is not a variant")
+                raise ConfigError(f"{where}: figures.qualitative.variants: '{v}' is not a variant")
         if q["dataset"] not in p["datasets"]:
-            raise ConfigError(f"{source}: figures.qualitative.dataset '{q['dataset']}' is not one of "
+            raise ConfigError(f"{where}: figures.qualitative.dataset '{q['dataset']}' is not one of "
                               f"presets.{preset}.datasets")
     for ts_name, ts in p["train_sets"].items():
         if ts["dataset"] not in p["datasets"]:
-            raise ConfigError(f"{source}: presets.{preset}.train_sets.{ts_name}.dataset '{ts['dataset']}' "
+            raise ConfigError(f"{where}: presets.{preset}.train_sets.{ts_name}.dataset '{ts['dataset']}' "
                               f"is not one of presets.{preset}.datasets")
     for t_name, table in raw["tables"].items():
         for d, _ in table["columns"]:
             if d not in p["datasets"]:
-                raise ConfigError(f"{source}: tables.{t_name}.columns uses dataset '{d}', which "
+                raise ConfigError(f"{where}: tables.{t_name}.columns uses dataset '{d}', which "
                                   f"presets.{preset}.datasets does not define")
             if p["datasets"][d]["loader"] == "imagenet":
-                raise ConfigError(f"{source}: tables.{t_name}.columns uses dataset '{d}', whose loader "
+                raise ConfigError(f"{where}: tables.{t_name}.columns uses dataset '{d}', whose loader "
                                   "(imagenet) has no masks to evaluate against")
         for i, row in enumerate(table["rows"]):
             if row["variant"] not in variants:
-                raise ConfigError(f"{source}: tables.{t_name}.rows[{i}].variant '{row['variant']}' is not a variant")
+                raise ConfigError(f"{where}: tables.{t_name}.rows[{i}].variant '{row['variant']}' is not a variant")
             if "reported" in row and len(row["reported"]) != len(table["columns"]):
-                raise ConfigError(f"{source}: tables.{t_name}.rows[{i}].reported has {len(row['reported'])} "
+                raise ConfigError(f"{where}: tables.{t_name}.rows[{i}].reported has {len(row['reported'])} "
                                   f"numbers for {len(table['columns'])} columns")
 
     return Settings(
         preset=preset, seed=raw["seed"], description=p["description"], device=p["device"],
         build_demo_models=p.get("build_demo_models", False),
         warm_up_steps=p.get("warm_up_steps", 0), launch=p.get("launch", {"gpus": 1}),
-        models=p["models"], datasets=p["datasets"],
+        resources=p["resources"],        models=p["models"], datasets=p["datasets"],
         train_sets=p["train_sets"], image=effective["image"], train=effective["train"],
         predict=effective["predict"], evaluate=effective["evaluate"], variants=variants,
-        tables=raw["tables"], figures=raw.get("figures", {}), source=source, layout=Layout(preset, Path(root) if root else Path(".")),
+        tables=raw["tables"], figures=raw.get("figures", {}), source=Path(source),
+        overrides=overrides or {}, layout=Layout(preset, Path(root) if root else Path(".")),
     )

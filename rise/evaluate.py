@@ -56,11 +56,10 @@ def evaluate(settings: Settings, variant: str, eval_set: str) -> Path:
 
 def _environments(settings: Settings, variant: str, eval_set: str) -> dict:
     """Where the numbers came from: the training run, the prediction run (masks), this stage."""
-    from rise.predict import environment_file
     from rise.provenance import environment
 
     layout = settings.layout
-    env_file = environment_file(layout.predictions(variant, eval_set))
+    env_file = layout.prediction_environment(variant, eval_set)
     policy = layout.policy_ref(variant)
     return {"train": read_json(policy).get("environment") if policy.exists() else None,
             "predict": read_json(env_file) if env_file.exists() else None,

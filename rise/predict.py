@@ -170,11 +170,6 @@ def predict_shard(rows, policy: PolicyRunner, segmenter: Segmenter, size: int, p
     return out
 
 
-def environment_file(predictions: Path) -> Path:
-    """Beside `<eval set>.jsonl`: the software and GPU that made its masks (rise/provenance.py)."""
-    return predictions.with_suffix(".env.json")
-
-
 def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: int = 32) -> Path:
     layout = settings.layout
     v = settings.variants[variant_name]
@@ -211,8 +206,8 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
                 bar.update(len(shard))
         log.info("%s/%s: %d SAM2 image encodes for %d samples", variant_name, eval_set,
                  segmenter.image_encodes, len(rows))
-    if len(done) < len(shards):  # the environment that produced the masks (a resumed run: the last one)
-        write_json(environment_file(out), environment())
+    # the environment that produced the masks (after a resumed run: the one that finished it)
+    write_json(layout.prediction_environment(variant_name, eval_set), environment())
     merged = [rec for i in range(len(shards)) for rec in read_jsonl(shard_dir / f"{i:05d}.jsonl")]
     order = {r["sample_id"]: k for k, r in enumerate(rows)}
     merged.sort(key=lambda rec: order[rec["sample_id"]])

@@ -1,23 +1,48 @@
 # Shared helpers: settings, preflight and the file layout, all from the `rise` library.
+import json
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from rise.config import load_settings
+from rise.config import config_overrides, load_settings, read_params
 from rise.errors import RiseError
+from rise.launch import local_gpus
+from rise.resources import job_resources
 
 configfile: "params.yaml"
 
 PRESET = config["preset"]  # `--config preset=paper` overrides params.yaml's value
+# Every other `--config key=value` (nested: `--config 'train={learning_rate: 2.0e-6}'`) is merged over
+# params.yaml as Snakemake merges it, validated like the file, and handed to every `rise` call.
+OVERRIDES = {k: v for k, v in config_overrides(config, read_params("params.yaml")).items() if k != "preset"}
 try:
-    S = load_settings("params.yaml", PRESET)  # schema-validated at start-up
+    S = load_settings("params.yaml", PRESET, overrides=OVERRIDES)  # schema-validated at start-up
 except RiseError as exc:
     raise WorkflowError(str(exc))
 L = S.layout
-RISE = f"{sys.executable} -m rise.cli --preset {PRESET}"  # the interpreter running Snakemake
-GPU = 1 if S.device == "cuda" else 0
+RISE_ARGS = f"--preset {PRESET}" + (f" --overrides {shlex.quote(json.dumps(OVERRIDES, sort_keys=True))}" if OVERRIDES else "")
+# The `rise` CLI as every rule's shell calls it. With `--software-deployment-method conda` each rule
+# runs in workflow/envs/rise.yaml, whose python imports `rise` from the checkout (the working
+# directory); otherwise the interpreter running Snakemake. Lint "Shell command directly uses
+# variable RISE from outside of the rule" is deliberate: as a param, a new interpreter path or an
+# unrelated `--config` value would rerun every job; what a job depends on is its `settings` param.
+IN_CONDA = DeploymentMethod.CONDA in getattr(workflow.deployment_settings, "deployment_method", ())
+RISE = f"{'python' if IN_CONDA else sys.executable} -m rise.cli {RISE_ARGS}"
+ENV = "../envs/rise.yaml"  # every rule's software (relative to workflow/rules/)
 TRAINED = [name for name, v in S.variants.items() if v.train]
+UNTRAINED = [name for name, v in S.variants.items() if not v.train]
+
+# A local run gets `--resources gpu=<the GPUs it sees>` unless it says otherwise, so GPU jobs never
+# outnumber the devices; `rise launch` pins each one to free devices (CUDA_VISIBLE_DEVICES).
+# (A cluster run, with --jobs, leaves GPUs to the scheduler.)
+if workflow.is_main_process and workflow.resource_settings.nodes is None and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", len(local_gpus()))
+
+# Cheap steps run in the Snakemake process itself, also on a cluster (no job, no queue).
+localrules: all, all_tables, table, table_alias, sample_train, base_policy, figure_qualitative
 
 wildcard_constraints:
     variant="|".join(S.variants),
@@ -38,17 +63,21 @@ def train_inputs(wildcards):
     return inputs
 
 
-def train_gpus(wildcards):
-    return S.train_gpus(wildcards.variant)
+def cpus(stage):
+    """`threads:` of a stage's jobs (rise/resources.py): cores locally, --cpus-per-task on SLURM."""
+    return lambda wildcards: job_resources(S, stage, wildcards.get("variant")).cpus
 
 
-def train_launcher(wildcards):
-    """Several GPUs: the same CLI entry under `accelerate launch` with the preset's accelerate config."""
-    gpus = train_gpus(wildcards)
-    if gpus > 1:
-        return (f"{sys.executable} -m accelerate.commands.launch --config_file {S.launch['accelerate_config']} "
-                f"--num_processes {gpus} -m rise.cli --preset {PRESET}")
-    return RISE
+def resources(stage):
+    """`resources:` of a stage's jobs (rise/resources.py). Every job stays on one node; the wall time
+    grows with each retry (`retries` in the SLURM profile); cpus_per_task repeats `threads` for SLURM
+    because `--cores` caps threads."""
+    def of(wildcards):
+        return job_resources(S, stage, wildcards.get("variant"))
+
+    return dict(gpu=lambda wildcards: of(wildcards).gpus, cpus_per_task=lambda wildcards: of(wildcards).cpus,
+                mem_mb=lambda wildcards: of(wildcards).mem_mb,
+                runtime=lambda wildcards, attempt: of(wildcards).runtime_min(attempt), nodes=1)
 
 
 def table_inputs(wildcards):
@@ -64,5 +93,5 @@ onstart:
         print(f"\npreset '{PRESET}' cannot run here:", file=sys.stderr)
         for line in problems:
             print(f"  - {line}", file=sys.stderr)
-        print("Fix the settings in params.yaml (or run `rise --preset " + PRESET + " check`).\n", file=sys.stderr)
+        print(f"Fix the settings in params.yaml (or run `rise --preset {PRESET} check`).\n", file=sys.stderr)
         raise SystemExit(1)

@@ -2,6 +2,9 @@ rule build_models:
     output: str(L.models_manifest())
     params: settings=S.stage_settings("models")
     log: log_file("build_models", PRESET)
+    threads: cpus("build_models")
+    resources: **resources("build_models")
+    conda: ENV
     shell: "{RISE} --log {log} build-models"
 
 
@@ -9,6 +12,9 @@ rule prepare_data:
     output: str(L.dataset_manifest("{dataset}"))
     params: settings=lambda w: S.stage_settings("data", w.dataset)
     log: log_file("prepare_data", "{dataset}")
+    threads: cpus("prepare_data")
+    resources: **resources("prepare_data")
+    conda: ENV
     shell: "{RISE} --log {log} prepare-data --dataset {wildcards.dataset}"
 
 
@@ -17,4 +23,5 @@ rule sample_train:
     output: str(L.train_manifest("{train_set}"))
     params: settings=lambda w: S.stage_settings("sample", w.train_set)
     log: log_file("sample_train", "{train_set}")
+    conda: ENV
     shell: "{RISE} --log {log} sample-train --train-set {wildcards.train_set}"

@@ -23,7 +23,7 @@ from rise.devices import compute_device
 from rise.imaging import open_rgb, policy_view, to_original
 from rise.errors import MissingResourceError
 from rise.models import check_hub_or_path, load_policy, load_sam2
-from rise.prompts import PROMPT_TEXT_TOKENS, conversation
+from rise.prompts import context_tokens, conversation
 from rise.provenance import environment
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,8 @@ class VLLMRunner(PolicyRunner):
 
         check_hub_or_path(policy_ref, setting)
         self.processor = AutoProcessor.from_pretrained(policy_ref)
-        # the model config's 128K context would reserve a KV cache far beyond one image + answer
-        max_len = (size // 28) ** 2 + PROMPT_TEXT_TOKENS + max_new_tokens
         self.llm = LLM(model=policy_ref, dtype="bfloat16", limit_mm_per_prompt={"image": 1}, seed=0,
-                       max_model_len=max_len)
+                       max_model_len=context_tokens(size, max_new_tokens))
         self.sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
                                        repetition_penalty=repetition_penalty)
         self.size, self.cot, self.points, self.style = size, cot, points, style

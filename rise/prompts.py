@@ -21,6 +21,13 @@ EVAL_PROMPTS = ("segzero", "qwen_grounding")
 PROMPT_TEXT_TOKENS = 256
 
 
+def context_tokens(policy_size: int, new_tokens: int) -> int:
+    """Longest sequence a generation engine must hold: the image's tokens (one per 28x28 patch of
+    the policy's square view), the prompt's text and the answer. Set explicitly for vLLM, whose
+    default (the model config's 128K) leaves no room for a KV cache beside other models."""
+    return (policy_size // 28) ** 2 + PROMPT_TEXT_TOKENS + new_tokens
+
+
 def question_text(instruction: str) -> str:
     return instruction.strip().lower().rstrip(".")
 

@@ -27,7 +27,7 @@ from rise.devices import (compute_device, deepspeed_zero_stage, launched_with_de
 from rise.errors import ConfigError, DataError
 from rise.imaging import open_rgb, policy_view
 from rise.models import load_clip, load_policy
-from rise.prompts import PROMPT_TEXT_TOKENS, conversation
+from rise.prompts import context_tokens, conversation
 from rise.provenance import environment
 from rise.rewards import build_rewards
 
@@ -74,14 +74,6 @@ def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
     return dataset
 
 
-def vllm_max_model_length(settings: Settings) -> int:
-    """Longest sequence a colocated vLLM engine must hold: the image's tokens (one per 28x28 patch
-    of the policy's square view), the prompt's text, and the completion. Set explicitly because the
-    model config's default (128K) leaves no room for a KV cache beside training."""
-    image_tokens = (settings.image["policy_size"] // 28) ** 2
-    return image_tokens + PROMPT_TEXT_TOKENS + settings.train["max_completion_length"]
-
-
 def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1, device: torch.device | None = None):
     from trl import GRPOConfig
 
@@ -92,7 +84,7 @@ def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, devic
     """GRPOConfig's arguments for this run (a plain dict, so the GPU choices can be checked anywhere)."""
     t = settings.train
     per_update = t["prompts_per_step"] * t["num_generations"]
-    per_device = t.get("per_device_batch_size", per_update)
+    per_device = t["per_device_batch_size"]
     if per_update % (per_device * world_size):
         raise ConfigError(f"train: {per_update} completions per update cannot be split over {world_size} "
                           f"processes of {per_device} (train.per_device_batch_size)")
@@ -118,7 +110,7 @@ def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, devic
         # read by TRL for the reference model only (the policy is passed loaded)
         model_init_kwargs=ref_init,
         use_vllm=t.get("use_vllm", False), vllm_mode="colocate",
-        vllm_max_model_length=vllm_max_model_length(settings),
+        vllm_max_model_length=context_tokens(settings.image["policy_size"], t["max_completion_length"]),
         vllm_gpu_memory_utilization=t["vllm_gpu_memory_utilization"],
     )
 

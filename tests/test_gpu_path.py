@@ -231,3 +231,12 @@ def test_greedy_decoding_uses_the_repetition_penalty_setting(demo_project, monke
     rows = [{"instruction": "the red circle", "image": "a"}]
     runner.generate(rows, {"a": Image.new("RGB", (112, 112))})
     assert calls and calls[0]["repetition_penalty"] == 1.05 and calls[0]["do_sample"] is False
+
+
+def test_gpu_check_gpu_mode_stops_at_once_without_a_gpu(tmp_path):
+    """`bash benchmarks/gpu_check.sh` as documented, on a machine without a GPU: a clear message, no work."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode != 0
+    assert "no CUDA GPU visible; use --cpu" in proc.stdout + proc.stderr

@@ -90,3 +90,18 @@ def test_environment_provenance_names_commit_versions_and_gpus():
     assert env["gpu_count"] == 0 and env["gpu"] is None  # this machine
     text = summary(env)
     assert text.startswith(env["git_commit"]) and "cpu" in text and "trl " in text
+
+
+def test_refcoco_tables_exist_in_both_prompt_readings():
+    """Tables 2 and 3 use Qwen2.5-VL's grounding prompt (box only); the *_cot_prompt tables read the
+    same checkpoints with the prompt they were trained with (CoT, box + points)."""
+    for preset in ("demo", "paper"):
+        s = load_settings(ROOT / "params.yaml", preset)
+        for table in ("table2", "table3"):
+            grounding = [d for d, _ in s.tables[table]["columns"]]
+            trained = [d for d, _ in s.tables[f"{table}_cot_prompt"]["columns"]]
+            assert [s.datasets[d]["eval_prompt"] for d in grounding] == ["qwen_grounding"] * 3
+            assert [s.datasets[d].get("eval_prompt", "segzero") for d in trained] == ["segzero"] * 3
+            assert [{k: v for k, v in s.datasets[d].items() if k != "eval_prompt"} for d in grounding] == \
+                   [s.datasets[d] for d in trained]  # the same data
+            assert s.tables[table]["rows"] == s.tables[f"{table}_cot_prompt"]["rows"]

@@ -69,7 +69,7 @@ def test_cpu_only_jobs_go_to_the_cpu_partition_without_gpus(paper_jobs):
 def test_cheap_steps_stay_on_the_submit_host(paper_jobs):
     local = {j["rule"] for j in paper_jobs.values() if j["local"]}
     assert local == {"sample_train", "base_policy", "table", "all_tables"}
-    assert len([j for j in paper_jobs.values() if not j["local"]]) == 1 + 7 + 11 + 37 + 37
+    assert len([j for j in paper_jobs.values() if not j["local"]]) == 1 + 10 + 11 + 55 + 55
 
 
 def test_retries_ask_for_more_wall_time(paper_jobs):

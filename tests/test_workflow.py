@@ -118,8 +118,9 @@ def test_paper_preset_stops_at_once_naming_what_is_missing(tmp_path):
 def test_paper_dry_run_plans_every_table(tmp_path):
     root = copy_project(tmp_path)
     counts = job_counts(sh("snakemake -n all_tables --config preset=paper", root).stdout)
-    # every variant: 11 trained, 2 zero-shot (a reference to the base policy); all six tables
-    assert counts["train"] == 11 and counts["base_policy"] == 2 and counts["table"] == 6
+    # every variant: 11 trained, 2 zero-shot (a reference to the base policy); the six tables and
+    # tables 2 and 3 with the training prompt
+    assert counts["train"] == 11 and counts["base_policy"] == 2 and counts["table"] == 8
 
 
 def test_malformed_params_fail_at_start_naming_the_setting(tmp_path):

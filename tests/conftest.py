@@ -36,6 +36,18 @@ def copy_project(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
+BIN = Path(sys.executable).parent
+
+
+def sh(cmd, cwd, check=True, timeout=900):
+    """A shell command with the venv's programs first on PATH; its output in the error when it fails."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
 def run_rise(*args, cwd, check=True):
     proc = subprocess.run([sys.executable, "-m", "rise.cli", *args], cwd=cwd, capture_output=True, text=True)
     if check and proc.returncode != 0:

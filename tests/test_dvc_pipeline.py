@@ -1,28 +1,16 @@
 """DVC as the same pipeline as Snakemake: dvc.yaml generated from params.yaml and up to date, the
 same jobs planned by both engines, narrow params, metrics, plots and a local remote."""
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import QUICK, copy_project
+from conftest import QUICK, copy_project, sh
 from rise.dvc_pipeline import pipeline, render
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def sh(cmd, cwd, check=True, timeout=900):
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True, env=env, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
 
 
 def dvc_project(tmp_path, overrides=None) -> Path:

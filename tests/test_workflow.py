@@ -1,26 +1,14 @@
 """The demo DAG end to end through Snakemake and DVC, and the paper preset's start-up checks."""
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_project
+from conftest import copy_project, sh
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-def sh(cmd, cwd, check=True, timeout=900):
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True, env=env, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
 
 
 def job_counts(output: str) -> dict[str, int]:

@@ -44,7 +44,9 @@ def test_post_deploy_builds_sam2_as_pinned_and_deepspeed():
                              if "pip install" in line for part in line.split() if "==" in part)
     assert installed["sam2"].specifier == requirements(project["dependencies"])["sam2"].specifier
     assert str(installed["deepspeed"].specifier).startswith("==")  # the ZeRO configs of workflow/accelerate/
-    assert "deepspeed" in project["optional-dependencies"]["gpu"]
+    # the same pin as the venv route's extra
+    extra = requirements(project["optional-dependencies"]["deepspeed"])["deepspeed"]
+    assert extra.specifier == installed["deepspeed"].specifier
 
 
 WORKFLOW = textwrap.dedent("""

@@ -40,9 +40,15 @@ def latest_checkpoint(trainer_dir: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
 
 
-def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
+def build_dataset(rows: list[dict], size: int, cot: bool, points: bool, cached_views: int = 32):
     """Prompts plus the policy's view of each image. Images are read and resized when a batch asks
-    for them, so 2,000 840x840 images are never all in memory; every image is decoded once first."""
+    for them, so 2,000 840x840 images are never all in memory; every image is decoded once first.
+
+    TRL's sampler repeats each prompt once per generation and each generation batch once per
+    accumulation step, so a batch names the same few images many times: the last `cached_views`
+    views are kept (at least one generation batch's distinct images), and each is decoded once."""
+    import functools
+
     from datasets import Dataset
 
     from rise.data import inspect_images
@@ -65,8 +71,12 @@ def build_dataset(rows: list[dict], size: int, cot: bool, points: bool):
         "sample_id": [r["sample_id"] for r in rows],
     }
 
+    @functools.lru_cache(maxsize=cached_views)
+    def view(path: str):
+        return policy_view(open_rgb(path), size)
+
     def with_policy_view(batch: dict) -> dict:
-        batch["image"] = [policy_view(open_rgb(path), size) for path in batch["image_path"]]
+        batch["image"] = [view(path) for path in batch["image_path"]]
         return batch
 
     dataset = Dataset.from_dict(records)
@@ -197,7 +207,7 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     device = compute_device(settings.preset, settings.device, processes.device)
     rows = load_train_manifest(layout.train_manifest(v.train_set))
     size = settings.image["policy_size"]
-    dataset = build_dataset(rows, size, v.cot, v.points)
+    dataset = build_dataset(rows, size, v.cot, v.points, cached_views=2 * settings.train["prompts_per_step"])
 
     trainer_dir = out_dir / "trainer"
     fingerprint_file = out_dir / "train_settings.json"

@@ -240,3 +240,25 @@ def test_gpu_check_gpu_mode_stops_at_once_without_a_gpu(tmp_path):
                           env=env, timeout=120)
     assert proc.returncode != 0
     assert "no CUDA GPU visible; use --cpu" in proc.stdout + proc.stderr
+
+
+def test_each_training_image_is_decoded_once_per_generation_batch(in_demo, monkeypatch):
+    """TRL repeats every prompt per generation and every generation batch per accumulation step;
+    the policy's view of an image is decoded once, not once per repetition."""
+    import dataclasses
+
+    import rise.train
+    from rise.config import Variant
+    from rise.train import train_variant
+
+    opened = []
+    real_open = rise.train.open_rgb
+    monkeypatch.setattr(rise.train, "open_rgb", lambda path: opened.append(path) or real_open(path))
+    variants = {**in_demo.variants, "decode_3b": Variant(**{**in_demo.variants["full_3b"].__dict__, "name": "decode_3b"})}
+    # 2 prompts x 4 generations per update in micro-batches of 2: 4 accumulation steps
+    settings = dataclasses.replace(in_demo, variants=variants,
+                                   train={**in_demo.train, "max_steps": 2, "per_device_batch_size": 2})
+    train_variant(settings, "decode_3b")
+    # the 2 distinct images of each step (and of the batch the loader fetches ahead), each once;
+    # without the cache each would be decoded 4 generations x 4 accumulation steps = 16 times
+    assert 0 < len(opened) <= 3 * 2 and len(opened) == len(set(opened))

@@ -2,7 +2,7 @@
 small input size) trained from scratch to turn a box and two points into the object's mask, the
 analogue of SAM2's SA-1B training. Prompts are what a policy answers: a box anywhere between the
 object's tight box and its cell (jittered) and two points inside the object. The loss is SAM's:
-focal-style BCE + dice on the best of the three multimask outputs, plus the IoU head (so the
+pixel BCE (object pixels weighted up) + dice on the best of the three multimask outputs, plus the IoU head (so the
 prediction stage's best-score choice picks a good mask).
 """
 from __future__ import annotations
@@ -42,7 +42,8 @@ class SamTrainer:
         self.transforms = SAM2Transforms(resolution=size, mask_threshold=0.0)
         self.feat_sizes = [(size // 4, size // 4), (size // 8, size // 8), (size // 16, size // 16)]
 
-    def __call__(self, images: list[np.ndarray], boxes: np.ndarray, points: np.ndarray):
+    def __call__(self, images: list[np.ndarray], boxes: np.ndarray, points: np.ndarray, image_index: list[int]):
+        """One mask prompt per row of boxes/points, on the image image_index[row] (each image encoded once)."""
         m = self.model
         batch = torch.stack([self.transforms(im) for im in images])
         backbone = m.forward_image(batch)
@@ -51,11 +52,13 @@ class SamTrainer:
             vision_feats[-1] = vision_feats[-1] + m.no_mem_embed
         feats = [f.permute(1, 2, 0).view(len(images), -1, *s)
                  for f, s in zip(vision_feats[::-1], self.feat_sizes[::-1])][::-1]
+        index = torch.as_tensor(image_index)
+        feats = [f[index] for f in feats]
         hw = (SIZE, SIZE)
         box = self.transforms.transform_boxes(torch.as_tensor(boxes), normalize=True, orig_hw=hw).reshape(-1, 2, 2)
         pts = self.transforms.transform_coords(torch.as_tensor(points), normalize=True, orig_hw=hw)
         coords = torch.cat([box, pts], 1)
-        labels = torch.tensor([[2, 3, 1, 1]], dtype=torch.int).repeat(len(images), 1)
+        labels = torch.tensor([[2, 3, 1, 1]], dtype=torch.int).repeat(len(index), 1)
         sparse, dense = m.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
         low_res, iou_pred, _, _ = m.sam_mask_decoder(
             image_embeddings=feats[-1], image_pe=m.sam_prompt_encoder.get_dense_pe(),
@@ -67,10 +70,12 @@ class SamTrainer:
 def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """logits, iou_pred: [B, 3, H, W], [B, 3]; target: [B, H, W] bool."""
     t = target[:, None].float().expand_as(logits)
-    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none").mean((2, 3))
+    # objects cover 2-10% of an image: weighting the object's pixels up keeps an all-background
+    # mask from being the easy minimum a from-scratch decoder settles in
+    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none", pos_weight=torch.tensor(10.0)).mean((2, 3))
     prob = logits.sigmoid()
     dice = 1 - (2 * (prob * t).sum((2, 3)) + 1) / (prob.sum((2, 3)) + t.sum((2, 3)) + 1)
-    per_mask = 20 * bce + dice
+    per_mask = bce + dice
     best = per_mask.argmin(1)
     rows = torch.arange(len(best))
     with torch.no_grad():
@@ -80,8 +85,8 @@ def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor
 
 
 def pretrain_sam2(out_file: str | Path, *, config: str, image_size: int, steps: int, seed: int = 0,
-                  batch_size: int = 8, learning_rate: float = 1e-3) -> dict:
-    """Trains SAM2 from scratch and saves {"model": state_dict} (loadable by rise.models.load_sam2)."""
+                  batch_size: int = 4, learning_rate: float = 1e-3) -> dict:
+    """Trains SAM2 from scratch (batch_size images per step, every object of each prompted) and saves {"model": state_dict} (loadable by rise.models.load_sam2)."""
     from sam2.build_sam import build_sam2
 
     from rise.models import _sam2_overrides
@@ -96,15 +101,16 @@ def pretrain_sam2(out_file: str | Path, *, config: str, image_size: int, steps: 
     stream = scenes(seed, "sam2_pretrain")
     start = time.perf_counter()
     for step in range(steps):
-        images, boxes, points, targets = [], [], [], []
-        for _ in range(batch_size):
+        images, boxes, points, targets, index = [], [], [], [], []
+        for k in range(batch_size):
             objects, image = next(stream)
-            o = rng.choice(objects)
             images.append(np.array(image))
-            boxes.append(object_box(o, rng))
-            points.append(inside_points(o, rng))
-            targets.append(torch.from_numpy(o.mask))
-        logits, iou_pred = trainer(images, np.array(boxes, dtype=np.float32), np.stack(points))
+            for o in objects:
+                boxes.append(object_box(o, rng))
+                points.append(inside_points(o, rng))
+                targets.append(torch.from_numpy(o.mask))
+                index.append(k)
+        logits, iou_pred = trainer(images, np.array(boxes, dtype=np.float32), np.stack(points), index)
         loss = mask_loss(logits, iou_pred, torch.stack(targets))
         optimizer.zero_grad()
         loss.backward()

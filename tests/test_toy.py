@@ -1,0 +1,194 @@
+"""The toy world: generator, the three pretraining stages at a tiny size, and their reports."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from rise.answer import parse_answer
+from rise.toy import world
+from rise.toy.world import CELL, SIZE, answer_points, answer_text, instructions, make_scene, scenes, write_split
+
+
+def test_scenes_are_seeded_and_splits_independent():
+    a, b, c = scenes(0, "train"), scenes(0, "train"), scenes(0, "test")
+    (oa, ia), (ob, ib), (oc, _) = next(a), next(b), next(c)
+    assert np.array_equal(np.array(ia), np.array(ib))
+    assert [(o.colour, o.shape, o.row, o.col) for o in oa] == [(o.colour, o.shape, o.row, o.col) for o in ob]
+    assert [(o.row, o.col) for o in oa] != [(o.row, o.col) for o in oc] or len(oa) != len(oc)
+
+
+def test_objects_sit_in_distinct_cells_inside_their_cell():
+    rng = random.Random(3)
+    for _ in range(50):
+        objects = make_scene(rng, 4)
+        assert len({(o.row, o.col) for o in objects}) == 4
+        for o in objects:
+            x1, y1, x2, y2 = o.cell_box
+            ys, xs = np.nonzero(o.mask)
+            assert xs.min() >= x1 and xs.max() < x2 and ys.min() >= y1 and ys.max() < y2
+
+
+@pytest.mark.parametrize("family", world.FAMILIES)
+def test_every_instruction_names_exactly_one_object(family):
+    rng = random.Random(1)
+    seen = 0
+    for _ in range(100):
+        objects = make_scene(rng, 4)
+        for text, target in instructions(objects, family):
+            seen += 1
+            o = objects[target]
+            matches = {"base": lambda p: (p.colour, p.shape) == (o.colour, o.shape),
+                       "classname": lambda p: p.name == o.name,
+                       "colour": lambda p: p.colour == o.colour,
+                       "shape": lambda p: p.shape == o.shape}[family]
+            assert sum(matches(p) for p in objects) == 1
+            assert (o.colour in text.split()) == (family in ("base", "colour"))
+    assert seen > 50
+
+
+def test_unknown_family_is_refused():
+    with pytest.raises(ValueError, match="family"):
+        instructions(make_scene(random.Random(0), 2), "spatial")
+
+
+def test_answer_is_the_real_format_with_the_cell_box_and_points_inside_the_object():
+    rng = random.Random(2)
+    for _ in range(100):
+        o = make_scene(rng, 1)[0]
+        ans = parse_answer(answer_text("the red circle", o), SIZE, SIZE)
+        assert ans.ok and list(ans.box) == o.cell_box
+        for x, y in answer_points(o):
+            assert o.mask[int(y), int(x)], (o.shape, o.r)
+
+
+def test_write_split_writes_manifest_rows_with_exact_masks(tmp_path):
+    from rise.contracts import EVAL_FIELDS, decode_mask
+
+    rows = write_split("toyset", "test", 5, ["base", "classname"], tmp_path, seed=0)
+    assert rows and {r["kind"] for r in rows} <= {"base", "classname"}
+    for r in rows:
+        assert set(EVAL_FIELDS) <= set(r)
+        assert decode_mask(r["mask"]).shape == (SIZE, SIZE) and decode_mask(r["mask"]).sum() > 50
+    assert rows == write_split("toyset", "test", 5, ["base", "classname"], tmp_path, seed=0)
+
+
+# --------------------------------------------------------------------------------------------- CLIP
+
+def test_contrastive_loss_prefers_matching_pairs():
+    from rise.toy.clip import contrastive_loss
+
+    feats = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    positives = torch.eye(6)
+    scale = torch.tensor(np.log(10.0))
+    aligned = contrastive_loss(feats, feats, scale, positives)
+    shuffled = contrastive_loss(feats, feats.roll(1, 0), scale, positives)
+    assert aligned < shuffled
+
+
+def test_crop_descriptions_and_claims_agree():
+    from rise.toy.clip import describes, sample_crops, text_for
+
+    rng = random.Random(0)
+    for _ in range(200):
+        objects = make_scene(rng, 3)
+        _, crop = sample_crops(objects, rng)
+        _, claim = text_for(crop, rng)
+        assert describes(claim, crop)
+
+
+def test_clip_pretraining_writes_a_model_the_reward_loads(tmp_path):
+    from rise.models import TINY_CLIP_NAME, load_clip
+    from rise.toy.clip import clip_report, pretrain_clip
+
+    out = tmp_path / "clip.pt"
+    trained = pretrain_clip(out, steps=2, batch_size=8)
+    assert trained["steps"] == 2 and out.exists()
+    load_clip(TINY_CLIP_NAME, str(out))
+    report = clip_report(out, n_scenes=2)
+    assert 0 <= report["zero_shot_accuracy_classname"] <= 1 and report["heldout_crops"] >= 4
+
+
+# --------------------------------------------------------------------------------------------- SAM2
+
+def test_sam2_pretraining_writes_a_checkpoint_the_predictor_loads(tmp_path):
+    from rise.toy.sam2 import pretrain_sam2, sam2_report
+
+    out = tmp_path / "sam2.pt"
+    cfg = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    trained = pretrain_sam2(out, config=cfg, image_size=128, steps=1, batch_size=1)
+    assert trained["steps"] == 1
+    report = sam2_report(out, config=cfg, image_size=128, n_images=1)
+    assert 0 <= report["mask_iou_tight_box"] <= 1 and report["heldout_objects"] >= 2
+
+
+def test_sam2_loss_picks_the_best_of_three_masks():
+    from rise.toy.sam2 import mask_loss
+
+    target = torch.zeros(1, 8, 8, dtype=torch.bool)
+    target[0, 2:6, 2:6] = True
+    good = torch.where(target[0], 10.0, -10.0)
+    bad = -good
+    iou = torch.tensor([[1.0, 0.0, 0.0]])
+    with_good = mask_loss(torch.stack([good, bad, bad])[None], iou, target)
+    without = mask_loss(torch.stack([bad, bad, bad])[None], iou, target)
+    assert with_good < 0.1 < without
+
+
+# --------------------------------------------------------------------------------------------- policy
+
+TINY_DIMS = {"text_hidden": 32, "text_layers": 1, "text_heads": 2, "vision_depth": 1, "vision_width": 16}
+
+
+def test_toy_tokenizer_writes_coordinates_as_single_tokens(tmp_path):
+    from transformers import AutoProcessor
+
+    from rise.toy.policy import build_toy_policy
+
+    build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
+    tok = AutoProcessor.from_pretrained(tmp_path / "p").tokenizer
+    for n in range(0, SIZE + 1, CELL // 2):
+        assert len(tok(f" {n}")["input_ids"]) == 1, n
+
+
+def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
+    from rise.toy.policy import build_toy_policy, policy_report, pretrain_policy
+
+    out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
+    trained = pretrain_policy(out, steps=2, one_object_steps=1, batch_size=2)
+    assert trained["steps"] == 2
+    report = policy_report(out, families=("base", "classname"), n_images=2, batch_size=2)
+    assert set(report) == {"base", "classname", "example"}
+    assert 0 <= report["base"]["hit_rate"] <= 1
+
+
+def test_box_iou():
+    from rise.toy.policy import box_iou
+
+    assert box_iou([0, 0, 28, 28], [0, 0, 28, 28]) == 1
+    assert box_iou([0, 0, 28, 28], [28, 0, 56, 28]) == 0
+    assert box_iou([0, 0, 28, 28], [14, 0, 42, 28]) == pytest.approx(1 / 3)
+
+
+# --------------------------------------------------------------------------------------------- settings
+
+def test_toy_preset_loads_and_prepares_its_datasets(tmp_path):
+    from rise.config import PROJECT_ROOT, load_settings
+    from rise.contracts import load_eval_manifest
+    from rise.toy.pipeline import prepare_toy_dataset, pretrain_settings
+
+    settings = load_settings(PROJECT_ROOT / "params.yaml", preset="toy", root=tmp_path)
+    assert set(pretrain_settings(settings)) >= {"clip", "sam2", "policy"}
+    settings.datasets["reasonseg_test"]["n_images"] = 3
+    rows = load_eval_manifest(prepare_toy_dataset(settings, "reasonseg_test"))
+    assert rows and all(r["image"].startswith(str(tmp_path)) for r in rows)
+
+
+def test_pretrain_settings_missing_names_the_setting(tmp_path):
+    from rise.config import PROJECT_ROOT, load_settings
+    from rise.errors import ConfigError
+    from rise.toy.pipeline import pretrain_settings
+
+    settings = load_settings(PROJECT_ROOT / "params.yaml", preset="demo", root=tmp_path)
+    with pytest.raises(ConfigError, match="presets.demo.pretrain"):
+        pretrain_settings(settings)

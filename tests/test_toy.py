@@ -254,3 +254,40 @@ def test_prepare_data_entry_names_an_unknown_dataset(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rise.toy", "prepare-data", "nosuch"], cwd=root,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "nosuch" in proc.stderr and "presets.toy.datasets" in proc.stderr
+
+
+def test_measure_entry_names_an_unknown_variant(tmp_path):
+    import subprocess
+    import sys
+
+    root, _ = tiny_toy_project(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "rise.toy", "measure", "--root", str(tmp_path / "run"),
+                           "--variants", "full_3b,nosuch"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 2 and "nosuch" in proc.stderr
+
+
+def test_family_scores_counts_a_box_on_the_target_cell_as_a_hit(tmp_path):
+    from rise.config import PROJECT_ROOT, load_settings
+    from rise.contracts import write_jsonl
+    from rise.toy.measure import family_scores
+    from rise.contracts import decode_mask, load_eval_manifest
+    from rise.toy.pipeline import prepare_toy_dataset
+
+    settings = load_settings(PROJECT_ROOT / "params.yaml", preset="toy", root=tmp_path)
+    settings.datasets["reasonseg_test"]["n_images"] = 4
+    rows = load_eval_manifest(prepare_toy_dataset(settings, "reasonseg_test"))
+    preds = []
+    for k, r in enumerate(rows):
+        ys, xs = np.nonzero(decode_mask(r["mask"]))
+        row, col = int(ys.mean() // CELL), int(xs.mean() // CELL)
+        right = [col * CELL, row * CELL, (col + 1) * CELL, (row + 1) * CELL]
+        preds.append({"sample_id": r["sample_id"], "box": right if k % 2 == 0 else None})
+    layout = settings.layout
+    write_jsonl(layout.predictions("v", "reasonseg_test"), preds)
+    layout.sample_scores("v", "reasonseg_test").parent.mkdir(parents=True, exist_ok=True)
+    layout.sample_scores("v", "reasonseg_test").write_text(
+        "sample_id,iou,kind\n" + "".join(f"{r['sample_id']},{1.0 if k % 2 == 0 else ''},{r['kind']}\n"
+                                         for k, r in enumerate(rows)))
+    scores = family_scores(settings, "v", "reasonseg_test")
+    hits = sum(s["hit_rate"] * sum(r["kind"] == kind for r in rows) for kind, s in scores.items())
+    assert round(hits) == (len(rows) + 1) // 2

@@ -3,6 +3,8 @@
   pretrain clip|sam2|policy   train one model from scratch where presets.<preset>.models names it,
                               with its held-out report beside it (<model>.report.json)
   prepare-data NAME...        write the manifests of datasets with `loader: toy`
+  measure --root DIR --seed N --variants A,B [--learning-rate X --steps N --temperature T]
+                              GRPO variants through train, predict and evaluate (rise/toy/measure.py)
 Errors a user can fix print as one line naming the file or setting, with exit code 2.
 """
 from __future__ import annotations
@@ -21,6 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stage", choices=["clip", "sam2", "policy"])
     p = sub.add_parser("prepare-data", help="manifests of toy datasets")
     p.add_argument("datasets", nargs="+")
+    p = sub.add_parser("measure", help="GRPO variants through the real stages, one seed, in their own run folder")
+    p.add_argument("--root", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", required=True)
+    p.add_argument("--eval-set", default="reasonseg_test")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--temperature", type=float)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("httpx", "urllib3", "filelock"):
@@ -34,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.params, preset=args.preset)
         if args.command == "pretrain":
             print(pretrain(settings, args.stage))
+        elif args.command == "measure":
+            import json
+
+            from rise.toy.measure import measure
+
+            chosen = {"learning_rate": args.learning_rate, "max_steps": args.steps, "temperature": args.temperature}
+            for record in measure(args.params, args.root, args.seed, args.variants.split(","), preset=args.preset,
+                                  eval_set=args.eval_set, overrides={k: v for k, v in chosen.items() if v is not None}):
+                print(json.dumps(record))
         else:
             for name in args.datasets:
                 if name not in settings.datasets:

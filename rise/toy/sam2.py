@@ -1,9 +1,9 @@
 """SAM2 pretraining for the toy world: the SAM2 architecture (the package's smallest config, at a
 small input size) trained from scratch to turn a box and two points into the object's mask, the
 analogue of SAM2's SA-1B training. Prompts are what a policy answers: a box anywhere between the
-object's tight box and its cell (jittered) and two points inside the object. The loss is SAM's:
-pixel BCE (object pixels weighted up) + dice on the best of the three multimask outputs, plus the IoU head (so the
-prediction stage's best-score choice picks a good mask).
+object's tight box and its cell (jittered) and two points inside the object. The loss: pixel BCE
+(object pixels weighted up) + dice on each of the three multimask outputs, plus the IoU head (so
+the prediction stage's best-score choice picks a good mask).
 """
 from __future__ import annotations
 
@@ -76,12 +76,12 @@ def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor
     prob = logits.sigmoid()
     dice = 1 - (2 * (prob * t).sum((2, 3)) + 1) / (prob.sum((2, 3)) + t.sum((2, 3)) + 1)
     per_mask = bce + dice
-    best = per_mask.argmin(1)
-    rows = torch.arange(len(best))
     with torch.no_grad():
         hard = logits > 0
         iou = (hard & (t > 0)).sum((2, 3)) / ((hard | (t > 0)).sum((2, 3)).clamp(min=1))
-    return per_mask[rows, best].mean() + F.mse_loss(iou_pred, iou.float())
+    # A box and two points name one object here: every output is trained on it. (SAM's
+    # best-of-three loss let a from-scratch decoder keep three prompt-independent blobs.)
+    return per_mask.mean() + F.mse_loss(iou_pred, iou.float())
 
 
 def pretrain_sam2(out_file: str | Path, *, config: str, image_size: int, steps: int, seed: int = 0,

@@ -1,0 +1,68 @@
+"""`python -m rise.toy <command>`: the toy world's stage entries (until `rise` carries them).
+
+  pretrain clip|sam2|policy   train one model from scratch where presets.<preset>.models names it,
+                              with its held-out report beside it (<model>.report.json)
+  prepare-data NAME...        write the manifests of datasets with `loader: toy`
+  measure --root DIR --seed N --variants A,B [--learning-rate X --steps N --temperature T]
+                              GRPO variants through train, predict and evaluate (rise/toy/measure.py)
+Errors a user can fix print as one line naming the file or setting, with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rise.toy", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--preset", default="toy")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pretrain", help="one pretraining stage and its held-out report")
+    p.add_argument("stage", choices=["clip", "sam2", "policy"])
+    p = sub.add_parser("prepare-data", help="manifests of toy datasets")
+    p.add_argument("datasets", nargs="+")
+    p = sub.add_parser("measure", help="GRPO variants through the real stages, one seed, in their own run folder")
+    p.add_argument("--root", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", required=True)
+    p.add_argument("--eval-set", default="reasonseg_test")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--temperature", type=float)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from rise.config import load_settings
+    from rise.errors import RiseError
+    from rise.toy.pipeline import prepare_toy_dataset, pretrain
+
+    try:
+        settings = load_settings(args.params, preset=args.preset)
+        if args.command == "pretrain":
+            print(pretrain(settings, args.stage))
+        elif args.command == "measure":
+            import json
+
+            from rise.toy.measure import measure
+
+            chosen = {"learning_rate": args.learning_rate, "max_steps": args.steps, "temperature": args.temperature}
+            for record in measure(args.params, args.root, args.seed, args.variants.split(","), preset=args.preset,
+                                  eval_set=args.eval_set, overrides={k: v for k, v in chosen.items() if v is not None}):
+                print(json.dumps(record))
+        else:
+            for name in args.datasets:
+                if name not in settings.datasets:
+                    raise RiseError(f"dataset '{name}' is not defined under presets.{settings.preset}.datasets")
+                print(prepare_toy_dataset(settings, name))
+    except RiseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -128,10 +128,11 @@ def answer_points(obj: ToyObject) -> tuple[list[int], list[int]]:
 def answer_text(instruction: str, obj: ToyObject, points: bool = True) -> str:
     """The supervised answer: the real format (think + JSON box and points), box = the object's cell."""
     x1, y1, x2, y2 = obj.cell_box
-    body = f"'bbox': [{x1},{y1},{x2},{y2}]"
+    # strict JSON, as the rewards (train.json_single_quotes: false) and Seg-Zero's evaluation read it
+    body = f'"bbox": [{x1},{y1},{x2},{y2}]'
     if points:
         p1, p2 = answer_points(obj)
-        body += f", 'points_1': [{p1[0]},{p1[1]}], 'points_2': [{p2[0]},{p2[1]}]"
+        body += f', "points_1": [{p1[0]},{p1[1]}], "points_2": [{p2[0]},{p2[1]}]'
     return f"<think>{instruction} is in row {obj.row + 1}, column {obj.col + 1}</think><answer>{{{body}}}</answer>"
 
 

@@ -39,6 +39,18 @@ def random_answer(rng: random.Random, instruction: str, size: int, style: str, c
     return (f"<think>{question_text(instruction)} is the target</think>" if cot else "") + answer
 
 
+def answer_batch(processor, prompts: list[str], fulls: list[str], images: list):
+    """A supervised batch of prompt + answer texts whose labels cover the answers only (prompt and
+    padding masked with -100). Shared by the demo's format warm-up and the toy world's pretraining."""
+    batch = processor(text=fulls, images=images, padding=True, return_tensors="pt")
+    prompt_lens = [len(ids) for ids in processor(text=prompts, images=images)["input_ids"]]
+    labels = batch["input_ids"].clone()
+    labels[batch["attention_mask"] == 0] = -100
+    for row, n in enumerate(prompt_lens):
+        labels[row, :n] = -100  # learn the answer only
+    return batch, labels
+
+
 def warm_up_answer_format(policy_dir: str | Path, size: int, steps: int, seed: int = 0, batch_size: int = 8) -> None:
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
@@ -61,12 +73,7 @@ def warm_up_answer_format(policy_dir: str | Path, size: int, steps: int, seed: i
             prompts.append(prompt)
             fulls.append(prompt + random_answer(rng, instr, size, style, cot, points) + end)
             images.append(Image.new("RGB", (size, size), tuple(rng.randint(0, 255) for _ in range(3))))
-        batch = processor(text=fulls, images=images, padding=True, return_tensors="pt")
-        prompt_lens = [len(ids) for ids in processor(text=prompts, images=images)["input_ids"]]
-        labels = batch["input_ids"].clone()
-        labels[batch["attention_mask"] == 0] = -100
-        for row, n in enumerate(prompt_lens):
-            labels[row, :n] = -100  # learn the answer only
+        batch, labels = answer_batch(processor, prompts, fulls, images)
         loss = model(**batch, labels=labels).loss
         loss.backward()
         optimizer.step()

@@ -22,6 +22,7 @@ from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
 from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, SIZE, SIZE_WORDS, answer_text, instructions,
                             make_scene, render, scenes, split_seed)
+from rise.warmup import answer_batch
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +177,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             prompts.append(prompt)
             fulls.append(prompt + answer_text(text, objects[target]) + end)
             images.append(render(objects, noise))
-        batch = processor(text=fulls, images=images, padding=True, return_tensors="pt")
-        prompt_lens = [len(ids) for ids in processor(text=prompts, images=images)["input_ids"]]
-        labels = batch["input_ids"].clone()
-        labels[batch["attention_mask"] == 0] = -100
-        for row, n in enumerate(prompt_lens):
-            labels[row, :n] = -100  # learn the answer only
+        batch, labels = answer_batch(processor, prompts, fulls, images)
         out = model(**batch, labels=labels)
         loss = out.loss
         with torch.no_grad():

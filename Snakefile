@@ -2,6 +2,7 @@
 #   snakemake results/table4.csv --cores all                        # demo preset (default)
 #   snakemake results/table4.csv --cores all --config preset=paper  # paper preset
 #   snakemake -n all_tables --config preset=paper                   # dry run of the whole paper DAG
+#   snakemake results/toy/table4.csv --cores all --config preset=toy  # the toy world (docs/toy.md)
 # Targets go before --config, which takes every word after it up to the next option.
 include: "workflow/rules/common.smk"
 
@@ -13,6 +14,7 @@ rule all:
     input: "results/table4.csv"
 
 
+include: "workflow/rules/toy.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 
 def _setup_logging(log_file: str | None) -> None:
@@ -36,7 +37,7 @@ def preflight(settings, *, need_models: bool = True, check_gpu: bool = True) -> 
         if not torch.cuda.is_available():
             problems.append(f"presets.{settings.preset}.device is 'cuda' but no CUDA GPU is visible "
                             "(run on a GPU node, e.g. with the slurm profile)")
-    if need_models and not settings.build_demo_models:
+    if need_models and not settings.build_demo_models and not settings.pretrain:  # those are built by stages
         problems += model_problems(settings)
     for name in settings.datasets:
         try:
@@ -56,32 +57,36 @@ def main(argv: list[str] | None = None) -> int:
                              "--config values here)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate params.yaml and check that the preset's models, data and GPU exist")
-    sub.add_parser("build-models", help="build the demo models offline, or check the paper's are available")
+    sub.add_parser("build-models", help="build the demo models offline, or check the preset's models are available")
+    p = sub.add_parser("pretrain", help="pretrain one of the toy world's models from scratch (presets.<preset>.pretrain)")
+    p.add_argument("--model", required=True, choices=("clip", "sam2", "policy"))
     p = sub.add_parser("prepare-data", help="write the evaluation manifest of datasets (default: all)")
     p.add_argument("--dataset", action="append")
     p = sub.add_parser("sample-train", help="sample training pairs into a manifest (default: all train sets)")
     p.add_argument("--train-set", action="append")
-    p = sub.add_parser("train", help="GRPO-train one variant (resumes from its latest checkpoint)")
-    p.add_argument("--variant", required=True)
+    p = sub.add_parser("train", help="GRPO-train one run of a variant (resumes from its latest checkpoint)")
+    _run_args(p, checkpoint=False)
     p = sub.add_parser("predict", help="policy + SAM2 predictions of a variant (default: all evaluated datasets)")
-    p.add_argument("--variant", required=True)
+    _run_args(p)
     p.add_argument("--eval-set", action="append")
     p = sub.add_parser("evaluate", help="gIoU/cIoU of a variant's predictions")
-    p.add_argument("--variant", required=True)
+    _run_args(p)
     p.add_argument("--eval-set", action="append")
+    p = sub.add_parser("sweep", help="gIoU/cIoU against training step for every saved checkpoint (CSV + PNG)")
+    p.add_argument("--variant", required=True)
     p = sub.add_parser("table", help="write paper tables (default: all)")
     p.add_argument("--name", action="append")
     p = sub.add_parser("launch", help="run a GPU stage on reserved GPUs (CUDA_VISIBLE_DEVICES), under accelerate "
                                       "launch when it trains on several; what Snakemake and DVC call")
     p.add_argument("stage", choices=("train", "predict"))
-    p.add_argument("--variant", required=True)
+    _run_args(p)
     p.add_argument("--eval-set", action="append")
     p = sub.add_parser("show", help="print paper tables (paper / ours / difference) from their CSVs (default: all)")
     p.add_argument("--name", action="append")
     p.add_argument("--write", action="store_true", help="write results/<preset>/<table>.md instead of printing")
     sub.add_parser("figure", help="the qualitative figure (figures.qualitative in params.yaml)")
-    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from params.yaml (DVC's stages = Snakemake's jobs)")
-    p.add_argument("--check", action="store_true", help="only say whether dvc.yaml is up to date (exit 2 if not)")
+    p = sub.add_parser("dvc-yaml", help="write each preset's dvc.yaml from params.yaml (DVC's stages = Snakemake's jobs)")
+    p.add_argument("--check", action="store_true", help="only say whether they are up to date (exit 2 if not)")
     sub.add_parser("check-data", help="say per dataset what was found on disk, or exactly what is missing")
     sub.add_parser("contracts", help="print the schemas of the files passed between stages")
     args = parser.parse_args(argv)
@@ -121,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             if problems:
                 raise RiseError("; ".join(problems))
             build_models(settings)
+        elif args.command == "pretrain":
+            from rise.toy.pipeline import pretrain
+
+            log.info("pretrain %s -> %s", args.model, pretrain(settings, args.model))
         elif args.command == "prepare-data":
             from rise.data import prepare_dataset
 
@@ -134,25 +143,30 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             from rise.train import train_variant
 
-            _known(settings.variants, args.variant, "variants")
-            train_variant(settings, args.variant)
+            train_variant(settings, args.variant, seed=_run_seed(settings, args))
         elif args.command == "predict":
             from rise.predict import predict
 
-            _known(settings.variants, args.variant, "variants")
+            seed = _run_seed(settings, args)
             for name in _eval_sets(settings, args.eval_set):
-                predict(settings, args.variant, name)
+                predict(settings, args.variant, name, seed=seed, checkpoint=_checkpoint(settings, args))
         elif args.command == "evaluate":
             from rise.evaluate import evaluate
 
-            _known(settings.variants, args.variant, "variants")
+            seed = _run_seed(settings, args)
             for name in _eval_sets(settings, args.eval_set):
-                evaluate(settings, args.variant, name)
+                evaluate(settings, args.variant, name, seed=seed, checkpoint=_checkpoint(settings, args))
+        elif args.command == "sweep":
+            from rise.sweep import write_sweep
+
+            _known(settings.variants, args.variant, "variants")
+            log.info("sweep %s -> %s", args.variant, write_sweep(settings, args.variant))
         elif args.command == "launch":
             from rise.launch import launch
 
-            _known(settings.variants, args.variant, "variants")
-            stage_args = ["--variant", args.variant] + [a for e in args.eval_set or [] for a in ("--eval-set", e)]
+            stage_args = ["--variant", args.variant, "--seed", str(_run_seed(settings, args))]
+            stage_args += ["--checkpoint", _checkpoint(settings, args)] if args.stage == "predict" else []
+            stage_args += [a for e in args.eval_set or [] for a in ("--eval-set", e)]
             cli_args = ["--params", args.params, "--preset", settings.preset]
             cli_args += ["--overrides", args.overrides] if args.overrides else []
             cli_args += ["--log", args.log] if args.log else []
@@ -177,13 +191,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "dvc-yaml":
             from rise.dvc_pipeline import write_or_check
 
-            if write_or_check(args.params, "dvc.yaml", check=args.check):
-                print("dvc.yaml is up to date")
+            stale = write_or_check(args.params, Path(args.params).parent, check=args.check)
+            if not stale:
+                print("every preset's dvc.yaml is up to date")
             elif args.check:
-                print(f"dvc.yaml is out of date with {args.params}: run `rise dvc-yaml`", file=sys.stderr)
+                print(f"out of date with {args.params}: {', '.join(map(str, stale))}; run `rise dvc-yaml`",
+                      file=sys.stderr)
                 return 2
             else:
-                print(f"dvc.yaml written from {args.params}")
+                print(f"written from {args.params}: {', '.join(map(str, stale))}")
         elif args.command == "check-data":
             return check_data(settings)
         elif args.command == "table":
@@ -224,6 +240,36 @@ def _eval_sets(settings, asked: list[str] | None) -> list[str]:
     for name in asked or []:
         _known(settings.datasets, name, f"presets.{settings.preset}.datasets")
     return asked or settings.eval_sets
+
+
+def _run_args(p, checkpoint: bool = True) -> None:
+    """The options naming one run of a variant: --variant, --seed and (where read) --checkpoint."""
+    p.add_argument("--variant", required=True)
+    p.add_argument("--seed", type=int, help="one of train.seeds (default: the first)")
+    if checkpoint:
+        p.add_argument("--checkpoint", default="final", help="final (default) or step<N>, a saved checkpoint")
+
+
+def _run_seed(settings, args) -> int:
+    """The run's seed, checked against the variant's seeds before any work starts."""
+    from rise.errors import ConfigError
+
+    _known(settings.variants, args.variant, "variants")
+    seeds = settings.seeds(args.variant)
+    if args.seed is None:
+        return seeds[0]
+    if args.seed not in seeds:
+        raise ConfigError(f"--seed {args.seed}: {args.variant} is run with seeds {seeds} (train.seeds)")
+    return args.seed
+
+
+def _checkpoint(settings, args) -> str:
+    from rise.errors import ConfigError
+
+    if args.checkpoint not in settings.checkpoints(args.variant):
+        raise ConfigError(f"--checkpoint {args.checkpoint}: {args.variant} keeps {settings.checkpoints(args.variant)} "
+                          "(every train.save_steps, then final)")
+    return args.checkpoint
 
 
 def _parse_overrides(text: str | None) -> dict | None:

@@ -49,16 +49,27 @@ class Variant:
                 "rewards": list(self.rewards), "cot": self.cot, "points": self.points}
 
 
+FINAL = "final"  # the checkpoint a training run ends with; the others are `step<N>` (rise/sweep.py)
+
+
 @dataclass
 class Layout:
-    """Where each stage reads and writes; relative to the project root. See rise/contracts.py."""
+    """Where each stage reads and writes; relative to the project root. See rise/contracts.py.
+
+    A trained variant is run once per seed (`train.seeds`); a run's files lie under
+    `<variant>/seed<k>/`, and its predictions and metrics under `<variant>/seed<k>/<checkpoint>/`
+    (`final`, or `step<N>` for a checkpoint sweep). `seed=None` means the first seed."""
 
     preset: str
     root: Path = field(default_factory=lambda: Path("."))
+    primary_seed: int = 0
 
     @property
     def run_dir(self) -> Path:
         return self.root / "runs" / self.preset
+
+    def run_name(self, variant: str, seed: int | None) -> Path:
+        return Path(variant) / f"seed{self.primary_seed if seed is None else seed}"
 
     def models_dir(self) -> Path:
         return self.run_dir / "models"
@@ -75,28 +86,37 @@ class Layout:
     def train_manifest(self, train_set: str) -> Path:
         return self.run_dir / "train" / f"{train_set}.jsonl"
 
-    def checkpoint_dir(self, variant: str) -> Path:
-        return self.run_dir / "checkpoints" / variant
+    def checkpoint_dir(self, variant: str, seed: int | None = None) -> Path:
+        return self.run_dir / "checkpoints" / self.run_name(variant, seed)
 
-    def train_curves(self, variant: str) -> Path:
+    def train_curves(self, variant: str, seed: int | None = None) -> Path:
         """Per-step training metrics (CSV, for `dvc plots`); the PNG lies beside it."""
-        return self.run_dir / "curves" / f"{variant}.csv"
+        return self.run_dir / "curves" / self.run_name(variant, seed).with_suffix(".csv")
 
-    def policy_ref(self, variant: str) -> Path:
-        return self.checkpoint_dir(variant) / "policy.json"
+    def policy_ref(self, variant: str, seed: int | None = None) -> Path:
+        """The run's policy and its saved checkpoints (rise/train.py writes it when training ends)."""
+        return self.checkpoint_dir(variant, seed) / "policy.json"
 
-    def predictions(self, variant: str, eval_set: str) -> Path:
-        return self.run_dir / "predictions" / variant / f"{eval_set}.jsonl"
+    def _scored(self, kind: str, variant: str, seed: int | None, checkpoint: str) -> Path:
+        return self.run_dir / kind / self.run_name(variant, seed) / checkpoint
 
-    def prediction_environment(self, variant: str, eval_set: str) -> Path:
+    def predictions(self, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
+        return self._scored("predictions", variant, seed, checkpoint) / f"{eval_set}.jsonl"
+
+    def prediction_environment(self, variant: str, eval_set: str, seed: int | None = None,
+                               checkpoint: str = FINAL) -> Path:
         """The software and GPU that made the predictions' masks (rise/provenance.py)."""
-        return self.run_dir / "predictions" / variant / f"{eval_set}.env.json"
+        return self._scored("predictions", variant, seed, checkpoint) / f"{eval_set}.env.json"
 
-    def metrics(self, variant: str, eval_set: str) -> Path:
-        return self.run_dir / "metrics" / variant / f"{eval_set}.json"
+    def metrics(self, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
+        return self._scored("metrics", variant, seed, checkpoint) / f"{eval_set}.json"
 
-    def sample_scores(self, variant: str, eval_set: str) -> Path:
-        return self.run_dir / "metrics" / variant / f"{eval_set}.samples.csv"
+    def sample_scores(self, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
+        return self._scored("metrics", variant, seed, checkpoint) / f"{eval_set}.samples.csv"
+
+    def sweep(self, variant: str) -> Path:
+        """gIoU/cIoU of every saved checkpoint of every seed (CSV; the PNG lies beside it)."""
+        return self.root / "results" / self.preset / "sweeps" / f"{variant}.csv"
 
     def figure(self, name: str) -> Path:
         return self.root / "results" / self.preset / "figures" / f"{name}.png"
@@ -106,6 +126,21 @@ class Layout:
 
     def logs(self, stage: str, name: str) -> Path:
         return self.run_dir / "logs" / stage / f"{name}.log"
+
+
+@dataclass(frozen=True)
+class Need:
+    """One metrics file a table or sweep reads: a variant's run (seed) at a checkpoint, on a dataset."""
+
+    variant: str
+    seed: int
+    checkpoint: str
+    dataset: str
+
+    @property
+    def key(self) -> str:
+        """The job's name in both engines (DVC stage item, log file)."""
+        return f"{self.variant}-seed{self.seed}-{self.checkpoint}-{self.dataset}"
 
 
 @dataclass
@@ -130,6 +165,9 @@ class Settings:
     variants: dict[str, Variant]
     tables: dict
     figures: dict
+    sweeps: list[str]
+    pretrain: dict | None  # the toy world's pretraining stages (rise/toy/pipeline.py); None: models come ready
+    table_note: str        # written into every table row of the preset (e.g. that its numbers are not the paper's)
     source: Path
     layout: Layout
     overrides: dict = field(default_factory=dict)  # merged over `source` (Snakemake's --config)
@@ -154,11 +192,66 @@ class Settings:
             return 0
         return v.gpus or self.launch.get("gpus", 1)
 
-    def table_needs(self, table: str) -> list[tuple[str, str]]:
-        """(variant, eval_set) pairs whose metrics a table reads."""
-        t = self.tables[table]
-        sets = list(dict.fromkeys(d for d, _ in t["columns"]))
-        return [(row["variant"], s) for row in t["rows"] for s in sets]
+    def seeds(self, variant: str) -> list[int]:
+        """The runs of a variant: one per training seed (`train.seeds`); a zero-shot variant has one."""
+        seeds = self.train["seeds"]
+        return list(seeds) if self.variants[variant].train else [seeds[0]]
+
+    def train_steps(self, variant: str) -> int:
+        """Optimisation steps of one training run: `max_steps`, or the complete groups of prompts in
+        the training set times the epochs (TRL's sampler drops an incomplete last group)."""
+        t = self.train
+        if t["max_steps"] > 0:
+            return t["max_steps"]
+        n = self.train_sets[self.variants[variant].train_set]["n"]
+        return (n // t["prompts_per_step"]) * t["num_epochs"]
+
+    def checkpoints(self, variant: str) -> list[str]:
+        """The checkpoints a run keeps for sweeps: `step<N>` every `save_steps`, then `final`."""
+        if not self.variants[variant].train:
+            return [FINAL]
+        total, every = self.train_steps(variant), self.train["save_steps"]
+        return [f"step{k}" for k in range(every, total, every)] + [FINAL]
+
+    def table_selection(self, table: str) -> str | None:
+        """None when the table reads each run's final checkpoint; else the dataset whose gIoU picks
+        the checkpoint (`checkpoint: best on <dataset>`)."""
+        choice = self.tables[table].get("checkpoint", FINAL)
+        return None if choice == FINAL else choice.removeprefix("best on ").strip()
+
+    def table_datasets(self, table: str) -> list[str]:
+        return list(dict.fromkeys(d for d, _ in self.tables[table]["columns"]))
+
+    def table_needs(self, table: str) -> list[Need]:
+        """Every metrics file a table reads: each row's runs (seeds) at the final checkpoint, or at
+        every checkpoint and on the selection dataset too when the table picks the best one."""
+        select = self.table_selection(table)
+        sets = self.table_datasets(table) + ([select] if select and select not in self.table_datasets(table) else [])
+        needs = []
+        for row in self.tables[table]["rows"]:
+            v = row["variant"]
+            for seed in self.seeds(v):
+                for ckpt in (self.checkpoints(v) if select else [FINAL]):
+                    needs += [Need(v, seed, ckpt, d) for d in sets]
+        return needs
+
+    def sweep_datasets(self, variant: str) -> list[str]:
+        """The datasets of every table that has the variant in a row."""
+        return list(dict.fromkeys(d for name, t in self.tables.items() if any(r["variant"] == variant for r in t["rows"])
+                                  for d in self.table_datasets(name)))
+
+    def sweep_needs(self, variant: str) -> list[Need]:
+        """A checkpoint sweep: every saved checkpoint of every seed on every dataset of the variant's tables."""
+        return [Need(variant, seed, ckpt, d) for seed in self.seeds(variant) for ckpt in self.checkpoints(variant)
+                for d in self.sweep_datasets(variant)]
+
+    def all_needs(self) -> list[Need]:
+        """What the tables, the listed sweeps and the figure read, each once, in a stable order."""
+        needs = [n for t in self.tables for n in self.table_needs(t)]
+        needs += [n for v in self.sweeps for n in self.sweep_needs(v)]
+        q = self.figures.get("qualitative")
+        needs += [Need(v, self.seeds(v)[0], FINAL, q["dataset"]) for v in (q["variants"] if q else [])]
+        return list(dict.fromkeys(needs))
 
     def provenance(self) -> dict:
         """What made a result: recorded in every metrics and table file."""
@@ -167,14 +260,18 @@ class Settings:
                 "datasets": self.datasets, "train_sets": self.train_sets, "params_file": str(self.source),
                 **({"overrides": self.overrides} if self.overrides else {})}
 
-    def stage_settings(self, stage: str, name: str | None = None, dataset: str | None = None) -> str:
-        """A canonical JSON string of what a stage's output depends on (Snakemake reruns when it changes)."""
+    def stage_settings(self, stage: str, name: str | None = None, dataset: str | None = None,
+                       seed: int | None = None) -> str:
+        """A canonical JSON string of what a stage's output depends on (Snakemake reruns when it changes).
+        A training run depends on its own seed, not on the list of seeds."""
         parts: dict[str, Any] = {"preset": self.preset, "seed": self.seed}
         variant = name
         if stage == "train":
             v = self.variants[variant]
-            parts.update(variant=v.as_dict(), train=self.train if v.train else None, image=self.image,
-                         policy=self.policy_ref(variant), clip=self.models["clip"] if v.train else None)
+            train = {k: val for k, val in self.train.items() if k != "seeds"} if v.train else None
+            parts.update(variant=v.as_dict(), train=train, image=self.image, policy=self.policy_ref(variant),
+                         clip=self.models["clip"] if v.train else None,
+                         train_seed=self.seeds(variant)[0] if seed is None else seed)
         elif stage == "predict":
             v = self.variants[variant]
             parts.update(predict=self.predict, image=self.image, sam2=self.models["sam2"], cot=v.cot, points=v.points,
@@ -186,6 +283,11 @@ class Settings:
             parts.update(dataset=self.datasets[variant])
         elif stage == "sample":
             parts.update(train_set=self.train_sets[variant])
+        elif stage == "pretrain":
+            model = {"clip": self.models["clip"], "sam2": self.models["sam2"],
+                     "policy": self.models["policies"]}[variant]
+            parts.update(pretrain=(self.pretrain or {}).get(variant), pretrain_seed=(self.pretrain or {}).get("seed"),
+                         model=model, image=self.image)
         elif stage == "models":
             parts.update(models=self.models, image=self.image, warm_up_steps=self.warm_up_steps)
         return json.dumps(parts, sort_keys=True)
@@ -279,6 +381,13 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
         raise ConfigError(f"{where}: preset '{preset}' is not defined under presets (known: {sorted(raw['presets'])})")
     p = raw["presets"][preset]
     effective = {k: deep_merge(raw[k], p.get("overrides", {}).get(k, {})) for k in OVERRIDABLE}
+    # a preset may build some tables only (`tables: [...]`) and give them rows of its own
+    all_tables = deep_merge(raw["tables"], p.get("overrides", {}).get("tables", {}))
+    unknown = [t for t in p.get("tables", []) if t not in all_tables]
+    if unknown:
+        raise ConfigError(f"{where}: presets.{preset}.tables names {unknown}, which tables does not define "
+                          f"(known: {sorted(all_tables)})")
+    tables = {t: all_tables[t] for t in p["tables"]} if "tables" in p else all_tables
 
     variants = {}
     for name, spec in raw["variants"].items():
@@ -311,7 +420,11 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
         if ts["dataset"] not in p["datasets"]:
             raise ConfigError(f"{where}: presets.{preset}.train_sets.{ts_name}.dataset '{ts['dataset']}' "
                               f"is not one of presets.{preset}.datasets")
-    for t_name, table in raw["tables"].items():
+    for t_name, table in tables.items():
+        select = table.get("checkpoint", FINAL)
+        if select != FINAL and select.removeprefix("best on ").strip() not in p["datasets"]:
+            raise ConfigError(f"{where}: tables.{t_name}.checkpoint '{select}': expected 'final' or "
+                              f"'best on <dataset>' with a dataset of presets.{preset}.datasets")
         for d, _ in table["columns"]:
             if d not in p["datasets"]:
                 raise ConfigError(f"{where}: tables.{t_name}.columns uses dataset '{d}', which "
@@ -326,6 +439,13 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
                 raise ConfigError(f"{where}: tables.{t_name}.rows[{i}].reported has {len(row['reported'])} "
                                   f"numbers for {len(table['columns'])} columns")
 
+    for v in raw.get("sweeps", []):
+        if v not in variants:
+            raise ConfigError(f"{where}: sweeps: '{v}' is not a variant")
+        if not any(row["variant"] == v for t in tables.values() for row in t["rows"]):
+            raise ConfigError(f"{where}: sweeps: '{v}' is in no table of preset '{preset}', so its sweep "
+                              "would evaluate on no dataset")
+
     return Settings(
         preset=preset, seed=raw["seed"], description=p["description"], device=p["device"],
         build_demo_models=p.get("build_demo_models", False),
@@ -333,6 +453,7 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
         resources=p["resources"],        models=p["models"], datasets=p["datasets"],
         train_sets=p["train_sets"], image=effective["image"], train=effective["train"],
         predict=effective["predict"], evaluate=effective["evaluate"], variants=variants,
-        tables=raw["tables"], figures=raw.get("figures", {}), source=Path(source),
-        overrides=overrides or {}, layout=Layout(preset, Path(root) if root else Path(".")),
+        tables=tables, figures=raw.get("figures", {}), pretrain=p.get("pretrain"), table_note=p.get("table_note", ""), sweeps=list(raw.get("sweeps", [])), source=Path(source),
+        overrides=overrides or {},
+        layout=Layout(preset, Path(root) if root else Path("."), primary_seed=effective["train"]["seeds"][0]),
     )

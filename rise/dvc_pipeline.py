@@ -1,212 +1,262 @@
-"""dvc.yaml, generated from params.yaml so that DVC runs the same jobs as Snakemake.
+"""dvc.yaml files, generated from params.yaml so that DVC runs the same jobs as Snakemake.
 
-DVC cannot compute: the (variant, dataset) pairs the tables need, each variant's policy and
-training set, and which tables read which metrics are written out here as `foreach` items and
-explicit stages. `rise dvc-yaml` rewrites dvc.yaml; `rise dvc-yaml --check` says whether it is up
-to date (a test runs it). Stages, as Snakemake's rules:
+DVC cannot compute: the runs (variant x seed), checkpoints and datasets the tables and sweeps need,
+each variant's policy and training set, and which tables read which metrics; they are written out
+here as `foreach` items and explicit stages, one file per preset (the presets differ in seeds,
+checkpoints and stages):
 
-  build_models, prepare_data@<dataset>, sample_train@<train set>, train@<variant> (trained),
-  base_policy@<variant> (zero-shot), predict@<variant>-<dataset>, evaluate@<variant>-<dataset>,
-  <table> (table1 ...), figure_qualitative
+  dvc.yaml                      the default preset (`preset:` in params.yaml): `dvc repro`
+  pipelines/<preset>/dvc.yaml   every other preset: `dvc repro pipelines/paper/dvc.yaml`
 
-Every path holds `${preset}`, so `dvc exp run -S preset=paper` runs the paper preset with the same
-file. Every output is cached, so `dvc push` / `dvc pull` move models, data, checkpoints, predictions,
-metrics and curves (the remote is in .dvc/config). Each stage depends on the narrowest settings it reads (`variants.<name>`,
-`presets.${preset}.datasets.<name>`, ...), so editing one variant reruns that variant alone. GPU
-stages start through `rise launch` (rise/launch.py), as in Snakemake.
+`rise dvc-yaml` rewrites them; `rise dvc-yaml --check` says whether they are up to date (a test
+runs it). Stages, as Snakemake's rules:
+
+  pretrain_<model> (presets with `pretrain`: the toy world), build_models, prepare_data@<dataset>, sample_train@<train set>, train@<variant>-seed<k> (trained),
+  base_policy@<variant>-seed<k> (zero-shot), predict@<variant>-seed<k>-<checkpoint>-<dataset>,
+  evaluate@<same>, <table> (table1 ...), sweep_<variant> (the `sweeps` list), figure_qualitative
+
+Every output is cached, so `dvc push` / `dvc pull` move models, data, checkpoints, predictions,
+metrics and curves (the remote is in .dvc/config). Each stage depends on the narrowest settings it
+reads (`variants.<name>`, `presets.<preset>.datasets.<name>`, ...), so editing one variant reruns that
+variant alone; a training run does not depend on the list of seeds, only on its own. GPU stages
+start through `rise launch` (rise/launch.py), as in Snakemake.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
 
 from rise.config import Settings, load_settings, read_params
-from rise.errors import ConfigError
 
-RUN = "runs/${preset}"
 HEADER = """\
 # GENERATED from params.yaml by `rise dvc-yaml` (rise/dvc_pipeline.py): do not edit by hand;
-# rerun it after adding a variant, dataset or table (a test checks that this file is up to date).
-#   dvc repro                         # every table and the figure of the active preset
-#   dvc repro table4                  # one table
-#   dvc repro evaluate@full_3b-reasonseg_test
-#   dvc exp run -S preset=paper       # the paper preset
-#   dvc metrics show                  # gIoU / cIoU per variant and dataset
-#   dvc plots show                    # reward per term, KL and completion length per step
+# rerun it after adding a variant, dataset, seed or table (a test checks that this file is up to date).
+# Preset `{preset}`. {where}
+#   {repro}  # every table, the sweeps and the figure
+#   {repro_table}  # one table
+#   {repro_one}  # one run, checkpoint and dataset
+#   dvc metrics show  # gIoU / cIoU per run, checkpoint and dataset
+#   dvc plots show  # reward per term, KL and completion length per step; checkpoint sweeps
 """
 
 
+def pipeline_file(raw: dict, preset: str) -> Path:
+    """Where a preset's dvc.yaml lies: the project root for the default preset."""
+    return Path("dvc.yaml") if preset == raw["preset"] else Path("pipelines") / preset / "dvc.yaml"
+
+
 def _jobs(settings: Settings) -> dict:
-    """What the pipeline runs for a preset: the names that must agree across presets."""
-    pairs = {}
-    for table in settings.tables:
-        for v, d in settings.table_needs(table):
-            pairs[f"{v}-{d}"] = {"variant": v, "dataset": d}
-    q = settings.figures.get("qualitative")
-    for v in (q["variants"] if q else []):
-        pairs[f"{v}-{q['dataset']}"] = {"variant": v, "dataset": q["dataset"]}
-    used = [n for n in settings.variants if any(p["variant"] == n for p in pairs.values())]
+    """What the pipeline runs for a preset, as Snakemake's `all_tables all_sweeps <figure>`."""
+    needs = settings.all_needs()
+    used = list(dict.fromkeys(n.variant for n in needs))
+    runs = {f"{v}-seed{seed}": {"variant": v, "seed": seed} for v in used for seed in settings.seeds(v)}
     train_sets = sorted({settings.variants[n].train_set for n in used if settings.variants[n].train})
-    datasets = sorted({settings.train_sets[t]["dataset"] for t in train_sets} | {p["dataset"] for p in pairs.values()})
+    datasets = sorted({settings.train_sets[t]["dataset"] for t in train_sets} | {n.dataset for n in needs})
     return {"datasets": datasets, "train_sets": {t: settings.train_sets[t]["dataset"] for t in train_sets},
-            "pairs": pairs, "variants": used}
+            "runs": runs, "needs": {n.key: n for n in needs}, "variants": used}
 
 
 class _Params:
-    """Settings keys a stage depends on, each as narrow as every preset allows."""
+    """Settings keys a stage depends on, each as narrow as the preset allows."""
 
-    def __init__(self, raw: dict):
-        self.raw = raw
+    def __init__(self, raw: dict, preset: str):
+        self.raw, self.preset = raw, preset
 
-    def _exists(self, dotted: str) -> bool:
-        for preset in self.raw["presets"]:
-            node = self.raw
-            for part in re.split(r"\.(?![^{]*\})", dotted.replace("${preset}", preset)):  # not inside ${...}
-                if not isinstance(node, dict):
-                    return False
-                if part.startswith("${"):  # a foreach key or item: one of the names taken from the settings
-                    node = {}
-                    continue
-                if part not in node:
-                    return False
-                node = node[part]
-        return True
+    def _node(self, dotted: str):
+        node = self.raw
+        for part in dotted.split("."):
+            if part.startswith("${"):  # a foreach key or item: one of the names taken from the settings
+                return {}
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
 
     def __call__(self, *keys: str) -> list[str]:
         out = []
         for key in keys:
-            while not self._exists(key):  # a key some preset lacks: depend on its parent instead
+            while self._node(key) is None and "." in key:  # a key the preset lacks: depend on its parent
                 key = key.rsplit(".", 1)[0]
             if key not in out:
                 out.append(key)
         return out
 
+    def except_seeds(self, section: str) -> list[str]:
+        """Every key of a settings section but `seeds` (a run depends on its own seed alone)."""
+        node = self._node(section)
+        if not isinstance(node, dict) or "seeds" not in node:
+            return self(section)
+        return self(*(f"{section}.{k}" for k in node if k != "seeds"))
 
-def pipeline(params_file: str | Path = "params.yaml") -> dict:
+
+def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None) -> dict:
     raw = read_params(params_file)
-    plans = {p: _jobs(load_settings(params_file, p)) for p in raw["presets"]}
-    first, *others = plans
-    for other in others:
-        if plans[other] != plans[first]:
-            raise ConfigError(f"{params_file}: presets '{first}' and '{other}' name different datasets or training "
-                              "sets for the tables; dvc.yaml serves every preset, so they must agree")
-    jobs = plans[first]
-    s = load_settings(params_file, first)
-    params = _Params(raw)
-    P = "presets.${preset}"
+    s = load_settings(params_file, preset)
+    preset = s.preset
+    jobs = _jobs(s)
+    params = _Params(raw, preset)
+    P = f"presets.{preset}"
+    RUN = f"runs/{preset}"
     image = (f"{P}.overrides.image", "image")
+    wdir = {} if pipeline_file(raw, preset) == Path("dvc.yaml") else {"wdir": "../.."}
 
-    def log(stage, name):
-        return f"rise --log {RUN}/logs/{stage}/{name}.log"
+    def rise(stage, name):
+        return f"rise --preset {preset} --log {RUN}/logs/{stage}/{name}.log"
 
-    stages: dict = {
-        "build_models": {
-            "cmd": f"{log('build_models', '${preset}')} build-models",
-            "params": params("preset", "seed", f"{P}.models", f"{P}.build_demo_models", f"{P}.warm_up_steps", *image),
+    run_dir = "${item.variant}/seed${item.seed}"
+    stages: dict = {}
+    if s.pretrain:  # the toy world: the three models are trained by stages, build_models checks them
+        from rise.toy.pipeline import pretrained_models
+
+        made = pretrained_models(s)
+        model_key = {"clip": f"{P}.models.clip", "sam2": f"{P}.models.sam2", "policy": f"{P}.models.policies"}
+        for stage, m in made.items():
+            stages[f"pretrain_{stage}"] = {
+                "cmd": f"{rise('pretrain', stage)} pretrain --model {stage}",
+                "params": params(f"{P}.pretrain.seed", f"{P}.pretrain.{stage}", model_key[stage], *image),
+                "outs": [m["model"], m["report"]],
+            }
+        models = [f"{RUN}/models/models.json", *(m["model"] for m in made.values())]
+        stages["build_models"] = {
+            "cmd": f"{rise('build_models', preset)} build-models",
+            "params": params(f"{P}.models"),
+            "deps": [m["model"] for m in made.values()],
+            "outs": [models[0]],
+        }
+    else:
+        models = [f"{RUN}/models"]
+        stages["build_models"] = {
+            "cmd": f"{rise('build_models', preset)} build-models",
+            "params": params("seed", f"{P}.models", f"{P}.build_demo_models", f"{P}.warm_up_steps", *image),
             "outs": [f"{RUN}/models"],
-        },
+        }
+    stages.update({
         "prepare_data": {
             "foreach": jobs["datasets"],
             "do": {
                 # loaders that read images in place write no image folder: an empty one keeps the out
-                "cmd": [f"{log('prepare_data', '${item}')} prepare-data --dataset ${{item}}",
+                "cmd": [f"{rise('prepare_data', '${item}')} prepare-data --dataset ${{item}}",
                         f"mkdir -p {RUN}/data/images/${{item}}"],
-                "params": params("preset", "seed", f"{P}.datasets.${{item}}"),
+                "params": params("seed", f"{P}.datasets.${{item}}"),
                 "outs": [f"{RUN}/data/${{item}}.jsonl", f"{RUN}/data/images/${{item}}"],
             },
         },
         "sample_train": {
             "foreach": {t: {"dataset": d} for t, d in jobs["train_sets"].items()},
             "do": {
-                "cmd": f"{log('sample_train', '${key}')} sample-train --train-set ${{key}}",
-                "params": params("preset", "seed", f"{P}.train_sets.${{key}}"),
+                "cmd": f"{rise('sample_train', '${key}')} sample-train --train-set ${{key}}",
+                "params": params("seed", f"{P}.train_sets.${{key}}"),
                 "deps": [f"{RUN}/data/${{item.dataset}}.jsonl", f"{RUN}/data/images/${{item.dataset}}"],
                 "outs": [f"{RUN}/train/${{key}}.jsonl"],
             },
         },
-    }
-    used = {n: s.variants[n] for n in jobs["variants"]}  # those the tables and the figure read, as Snakemake
-    trained = {n: {"policy": v.policy, "train_set": v.train_set} for n, v in used.items() if v.train}
-    untrained = {n: {"policy": v.policy} for n, v in used.items() if not v.train}
-    variant = ("variant_defaults", "variants.${key}", f"{P}.models.policies.${{item.policy}}")
+    })
+    trained = {k: {**r, "policy": s.variants[r["variant"]].policy, "train_set": s.variants[r["variant"]].train_set}
+               for k, r in jobs["runs"].items() if s.variants[r["variant"]].train}
+    untrained = {k: {**r, "policy": s.variants[r["variant"]].policy}
+                 for k, r in jobs["runs"].items() if not s.variants[r["variant"]].train}
+    variant = ("variant_defaults", "variants.${item.variant}", f"{P}.models.policies.${{item.policy}}")
+    run_args = "--variant ${item.variant} --seed ${item.seed}"
     if trained:
         stages["train"] = {
             "foreach": trained,
             "do": {
-                "cmd": f"{log('train', '${key}')} launch train --variant ${{key}}",
-                "params": params("preset", "seed", *variant, "train", f"{P}.overrides.train", *image,
-                                 f"{P}.models.clip", f"{P}.launch"),
-                "deps": [f"{RUN}/models", f"{RUN}/train/${{item.train_set}}.jsonl"],
-                "outs": [{f"{RUN}/checkpoints/${{key}}": {"persist": True}}],  # resumes from its latest checkpoint
-                "plots": [f"{RUN}/curves/${{key}}.csv", f"{RUN}/curves/${{key}}.png"],
+                "cmd": f"{rise('train', '${key}')} launch train {run_args}",
+                "params": params("seed", *variant, *params.except_seeds("train"),
+                                 *params.except_seeds(f"{P}.overrides.train"), *image, f"{P}.models.clip",
+                                 f"{P}.launch"),
+                "deps": [*models, f"{RUN}/train/${{item.train_set}}.jsonl"],
+                "outs": [{f"{RUN}/checkpoints/{run_dir}": {"persist": True}}],  # resumes from its latest checkpoint
+                "plots": [f"{RUN}/curves/{run_dir}.csv", f"{RUN}/curves/{run_dir}.png"],
             },
         }
     if untrained:
         stages["base_policy"] = {
             "foreach": untrained,
             "do": {
-                "cmd": f"{log('train', '${key}')} train --variant ${{key}}",
-                "params": params("preset", "seed", *variant),
-                "deps": [f"{RUN}/models"],
-                "outs": [f"{RUN}/checkpoints/${{key}}"],
-                "plots": [f"{RUN}/curves/${{key}}.csv"],
+                "cmd": f"{rise('train', '${key}')} train {run_args}",
+                "params": params("seed", *variant, "train.seeds", f"{P}.overrides.train.seeds"),
+                "deps": models,
+                "outs": [f"{RUN}/checkpoints/{run_dir}"],
+                "plots": [f"{RUN}/curves/{run_dir}.csv"],
             },
         }
-    pair = "${item.variant}-${item.dataset}"
+    scored = f"{run_dir}/${{item.checkpoint}}/${{item.dataset}}"
+    items = {k: {"variant": n.variant, "seed": n.seed, "checkpoint": n.checkpoint, "dataset": n.dataset}
+             for k, n in jobs["needs"].items()}
     stages["predict"] = {
-        "foreach": jobs["pairs"],
+        "foreach": items,
         "do": {
-            "cmd": f"{log('predict', pair)} launch predict --variant ${{item.variant}} --eval-set ${{item.dataset}}",
-            "params": params("preset", "seed", "predict", f"{P}.overrides.predict", *image, f"{P}.models.sam2",
+            "cmd": f"{rise('predict', '${key}')} launch predict {run_args} --checkpoint ${{item.checkpoint}} "
+                   "--eval-set ${item.dataset}",
+            "params": params("seed", "predict", f"{P}.overrides.predict", *image, f"{P}.models.sam2",
                              "evaluate.answer", f"{P}.overrides.evaluate",
                              "variant_defaults", "variants.${item.variant}", f"{P}.datasets.${{item.dataset}}"),
-            "deps": [f"{RUN}/models", f"{RUN}/checkpoints/${{item.variant}}", f"{RUN}/data/${{item.dataset}}.jsonl",
+            "deps": [*models, f"{RUN}/checkpoints/{run_dir}", f"{RUN}/data/${{item.dataset}}.jsonl",
                      f"{RUN}/data/images/${{item.dataset}}"],
-            "outs": [f"{RUN}/predictions/${{item.variant}}/${{item.dataset}}.jsonl",
-                     f"{RUN}/predictions/${{item.variant}}/${{item.dataset}}.env.json"],
+            "outs": [f"{RUN}/predictions/{scored}.jsonl", f"{RUN}/predictions/{scored}.env.json"],
         },
     }
     stages["evaluate"] = {
-        "foreach": jobs["pairs"],
+        "foreach": items,
         "do": {
-            "cmd": f"{log('evaluate', pair)} evaluate --variant ${{item.variant}} --eval-set ${{item.dataset}}",
-            "params": params("preset", "seed", "evaluate", f"{P}.overrides.evaluate"),
-            "deps": [f"{RUN}/predictions/${{item.variant}}/${{item.dataset}}.jsonl", f"{RUN}/data/${{item.dataset}}.jsonl"],
-            "outs": [f"{RUN}/metrics/${{item.variant}}/${{item.dataset}}.samples.csv"],
-            "metrics": [f"{RUN}/metrics/${{item.variant}}/${{item.dataset}}.json"],
+            "cmd": f"{rise('evaluate', '${key}')} evaluate {run_args} --checkpoint ${{item.checkpoint}} "
+                   "--eval-set ${item.dataset}",
+            "params": params("seed", "evaluate", f"{P}.overrides.evaluate"),
+            "deps": [f"{RUN}/predictions/{scored}.jsonl", f"{RUN}/data/${{item.dataset}}.jsonl"],
+            "outs": [f"{RUN}/metrics/{scored}.samples.csv"],
+            "metrics": [f"{RUN}/metrics/{scored}.json"],
         },
     }
+
+    def metrics_deps(needs):
+        return [f"{RUN}/metrics/{n.variant}/seed{n.seed}/{n.checkpoint}/{n.dataset}.json" for n in needs]
+
     for name in s.tables:
         stages[name] = {
-            "cmd": [f"{log('table', name)} table --name {name}", f"{log('table', name)} show --write --name {name}"],
-            "params": params("preset", f"tables.{name}"),
-            "deps": [f"{RUN}/metrics/{v}/{d}.json" for v, d in s.table_needs(name)],
-            "outs": [f"results/${{preset}}/{name}.csv", f"results/${{preset}}/{name}.md"],
+            "cmd": [f"{rise('table', name)} table --name {name}", f"{rise('table', name)} show --write --name {name}"],
+            "params": params(f"tables.{name}", "train.seeds", f"{P}.overrides.train.seeds"),
+            "deps": metrics_deps(s.table_needs(name)),
+            "outs": [f"results/{preset}/{name}.csv", f"results/{preset}/{name}.md"],
+        }
+    for v in s.sweeps:
+        stages[f"sweep_{v}"] = {
+            "cmd": f"{rise('sweep', v)} sweep --variant {v}",
+            "params": params("sweeps", "train.seeds", f"{P}.overrides.train.seeds", "train.save_steps",
+                             f"{P}.overrides.train.save_steps"),
+            "deps": metrics_deps(s.sweep_needs(v)) + [f"{RUN}/checkpoints/{v}/seed{k}" for k in s.seeds(v)],
+            "outs": [f"results/{preset}/sweeps/{v}.csv"],
+            "plots": [f"results/{preset}/sweeps/{v}.png"],
         }
     q = s.figures.get("qualitative")
     if q:
         stages["figure_qualitative"] = {
-            "cmd": f"{log('figure', 'qualitative')} figure",
+            "cmd": f"{rise('figure', 'qualitative')} figure",
             "params": params("figures.qualitative"),
-            "deps": [f"{RUN}/predictions/{v}/{q['dataset']}.jsonl" for v in q["variants"]],
-            "outs": ["results/${preset}/figures/qualitative.png"],
+            "deps": [f"{RUN}/predictions/{v}/seed{s.seeds(v)[0]}/final/{q['dataset']}.jsonl" for v in q["variants"]],
+            "outs": [f"results/{preset}/figures/qualitative.png"],
         }
-    return {"stages": stages, "plots": _plots(s, list(trained))}
+    for stage in stages.values():
+        (stage["do"] if "do" in stage else stage).update(wdir)
+    return {"stages": stages, "plots": _plots(s, RUN, list(trained.values()))}
 
 
-def _plots(s: Settings, trained: list[str]) -> list[dict]:
-    """`dvc plots show`: one plot per quantity, a line per trained variant."""
-    def curve(name):
-        return f"{RUN}/curves/{name}.csv"
-    plots = [{"reward (total)": {"x": "step", "y": {curve(n): "reward" for n in trained}}}]
+def _plots(s: Settings, run: str, trained: list[dict]) -> list[dict]:
+    """`dvc plots show`: one plot per quantity, a line per training run."""
+    def curve(r):
+        return f"{run}/curves/{r['variant']}/seed{r['seed']}.csv"
+    plots = [{"reward (total)": {"x": "step", "y": {curve(r): "reward" for r in trained}}}]
     for term in ("semantic", "think_format", "seg_format"):
         # as rise/rewards.py:build_rewards: without CoT, R_think is not applied (nor logged)
-        having = [n for n in trained if term in s.variants[n].rewards and (term != "think_format" or s.variants[n].cot)]
-        plots.append({f"reward {term}": {"x": "step", "y": {curve(n): f"rewards/{term}/mean" for n in having}}})
-    plots.append({"KL to the reference policy": {"x": "step", "y": {curve(n): "kl" for n in trained}}})
-    plots.append({"completion length (tokens)": {"x": "step", "y": {curve(n): "completions/mean_length" for n in trained}}})
+        having = [r for r in trained if term in s.variants[r["variant"]].rewards
+                  and (term != "think_format" or s.variants[r["variant"]].cot)]
+        plots.append({f"reward {term}": {"x": "step", "y": {curve(r): f"rewards/{term}/mean" for r in having}}})
+    plots.append({"KL to the reference policy": {"x": "step", "y": {curve(r): "kl" for r in trained}}})
+    plots.append({"completion length (tokens)": {"x": "step", "y": {curve(r): "completions/mean_length" for r in trained}}})
+    for v in s.sweeps:
+        sweep = f"results/{s.preset}/sweeps/{v}.csv"
+        plots.append({f"checkpoint sweep {v}": {"x": "step", "y": {sweep: ["gIoU", "cIoU"]}}})
     return plots
 
 
@@ -215,17 +265,34 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def render(params_file: str | Path = "params.yaml") -> str:
-    return HEADER + yaml.dump(pipeline(params_file), Dumper=_Dumper, sort_keys=False, width=120)
+def render(params_file: str | Path = "params.yaml", preset: str | None = None) -> str:
+    raw = read_params(params_file)
+    preset = preset or raw["preset"]
+    root = pipeline_file(raw, preset) == Path("dvc.yaml")
+    seed = load_settings(params_file, preset).train["seeds"][0]
+    target = "" if root else f" {pipeline_file(raw, preset)}"
+    stage = "" if root else f"{pipeline_file(raw, preset)}:"
+    header = HEADER.format(
+        preset=preset,
+        where="The default preset's pipeline; each other preset's: pipelines/<preset>/dvc.yaml." if root else
+        "The default preset's pipeline is ./dvc.yaml; this one runs from the project root (wdir).",
+        repro=f"dvc repro{target}", repro_table=f"dvc repro {stage}table4",
+        repro_one=f"dvc repro {stage}evaluate@full_3b-seed{seed}-final-reasonseg_test")
+    return header + yaml.dump(pipeline(params_file, preset), Dumper=_Dumper, sort_keys=False, width=120)
 
 
-def write_or_check(params_file: str | Path = "params.yaml", dvc_file: str | Path = "dvc.yaml", check: bool = False) -> bool:
-    """Writes dvc.yaml (or, with `check`, only compares); True when it was already up to date."""
-    text = render(params_file)
-    target = Path(dvc_file)
-    current = target.read_text() if target.exists() else None
-    if current == text:
-        return True
-    if not check:
-        target.write_text(text)
-    return False
+def write_or_check(params_file: str | Path = "params.yaml", root: str | Path = ".", check: bool = False) -> list[Path]:
+    """Writes every preset's dvc.yaml under `root` (or, with `check`, only compares); returns those
+    that were out of date."""
+    raw = read_params(params_file)
+    stale = []
+    for preset in raw["presets"]:
+        target = Path(root) / pipeline_file(raw, preset)
+        text = render(params_file, preset)
+        if target.exists() and target.read_text() == text:
+            continue
+        stale.append(target)
+        if not check:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+    return stale

@@ -6,7 +6,7 @@ import io
 import logging
 from pathlib import Path
 
-from rise.config import Settings
+from rise.config import FINAL, Settings
 from rise.contracts import atomic_write_text, decode_mask, load_eval_manifest, read_json, read_jsonl, write_json
 from rise.errors import DataError
 from rise.metrics import intersection_union, summarize
@@ -14,14 +14,17 @@ from rise.metrics import intersection_union, summarize
 log = logging.getLogger(__name__)
 
 
-def evaluate(settings: Settings, variant: str, eval_set: str) -> Path:
+def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
+    """Metrics of one run of a variant (`seed`, default the first) at one of its checkpoints."""
     layout = settings.layout
     protocol = settings.evaluate["protocol"]
+    seed = layout.primary_seed if seed is None else seed
     gts = load_eval_manifest(layout.dataset_manifest(eval_set))
-    preds = {p["sample_id"]: p for p in read_jsonl(layout.predictions(variant, eval_set))}
+    pred_file = layout.predictions(variant, eval_set, seed, checkpoint)
+    preds = {p["sample_id"]: p for p in read_jsonl(pred_file)}
     missing = [g["sample_id"] for g in gts if g["sample_id"] not in preds]
     if missing:
-        raise DataError(f"{layout.predictions(variant, eval_set)} lacks {len(missing)} samples of "
+        raise DataError(f"{pred_file} lacks {len(missing)} samples of "
                         f"{layout.dataset_manifest(eval_set)} (first: {missing[0]}); rerun prediction")
     if any(g.get("mask") is None for g in gts):
         raise DataError(f"{layout.dataset_manifest(eval_set)} has samples without a ground-truth mask "
@@ -40,27 +43,29 @@ def evaluate(settings: Settings, variant: str, eval_set: str) -> Path:
                      "box": p["box"] or "", "think_chars": p["think_chars"], "kind": g.get("kind", "")})
     metrics = summarize(inters, unions, protocol)
     metrics.update(n_failed_parse=sum(not preds[g["sample_id"]]["parse_ok"] for g in gts), protocol=protocol,
-                   answer=settings.evaluate["answer"], environment=_environments(settings, variant, eval_set),
-                   variant=variant, dataset=eval_set, provenance=settings.provenance())
+                   answer=settings.evaluate["answer"],
+                   environment=_environments(settings, variant, eval_set, seed, checkpoint),
+                   variant=variant, seed=seed, checkpoint=checkpoint, dataset=eval_set, provenance=settings.provenance())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["sample_id"])
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(layout.sample_scores(variant, eval_set), buf.getvalue())
-    out = layout.metrics(variant, eval_set)
+    atomic_write_text(layout.sample_scores(variant, eval_set, seed, checkpoint), buf.getvalue())
+    out = layout.metrics(variant, eval_set, seed, checkpoint)
     write_json(out, metrics)
-    log.info("%s/%s: gIoU %.2f cIoU %.2f (%d samples, %d failed parses, protocol %s)", variant, eval_set,
+    log.info("%s seed %d %s/%s: gIoU %.2f cIoU %.2f (%d samples, %d failed parses, protocol %s)", variant, seed,
+             checkpoint, eval_set,
              metrics["gIoU"], metrics["cIoU"], metrics["n_samples"], metrics["n_failed_parse"], protocol)
     return out
 
 
-def _environments(settings: Settings, variant: str, eval_set: str) -> dict:
+def _environments(settings: Settings, variant: str, eval_set: str, seed: int, checkpoint: str) -> dict:
     """Where the numbers came from: the training run, the prediction run (masks), this stage."""
     from rise.provenance import environment
 
     layout = settings.layout
-    env_file = layout.prediction_environment(variant, eval_set)
-    policy = layout.policy_ref(variant)
+    env_file = layout.prediction_environment(variant, eval_set, seed, checkpoint)
+    policy = layout.policy_ref(variant, seed)
     return {"train": read_json(policy).get("environment") if policy.exists() else None,
             "predict": read_json(env_file) if env_file.exists() else None,
             "evaluate": environment()}

@@ -30,14 +30,25 @@ def choose_samples(manifest: list[dict], preds: dict, n: int, seed: int, sample_
     return [manifest[i] for i in sorted((answered + rest)[:n])]
 
 
-def _overlay(ax, image, mask, colour):
+def _overlay(ax, image, mask, colour, outline=None):
+    """The image, a mask filled in `colour`, and the ground truth's outline (bright green, dashed)."""
     ax.imshow(image)
     if mask is not None:
         rgba = np.zeros((*mask.shape, 4))
         rgba[mask] = (*colour, 0.45)
         ax.imshow(rgba)
+    if outline is not None and outline.any():
+        ax.contour(outline.astype(float), levels=[0.5], colors=["lime"], linewidths=1.6, linestyles="--")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def mask_iou(pred, gt) -> float:
+    """IoU of a predicted mask with the ground truth (0 without a prediction)."""
+    if pred is None:
+        return 0.0
+    union = np.logical_or(pred, gt).sum()
+    return float(np.logical_and(pred, gt).sum() / union) if union else 0.0
 
 
 def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_samples: int, out: Path,
@@ -55,21 +66,24 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
     fig, axes = plt.subplots(len(samples), cols, figsize=(3.6 * cols, 4.2 * len(samples)), squeeze=False)
     for row, sample in zip(axes, samples):
         image = np.asarray(open_rgb(sample["image"]))
-        _overlay(row[0], image, decode_mask(sample["mask"]), (0.1, 0.8, 0.2))
-        row[0].set_title(textwrap.fill(f"GT: {sample['instruction']}", 40), fontsize=8)
+        gt = decode_mask(sample["mask"])
+        _overlay(row[0], image, gt, (0.1, 0.8, 0.2), outline=gt)
+        row[0].set_title(textwrap.fill(f"ground truth: {sample['instruction']}", 40), fontsize=8)
         for ax, variant in zip(row[1:], variants):
             p = preds[variant][sample["sample_id"]]
-            _overlay(ax, image, decode_mask(p["mask"]) if p["mask"] else None, (0.9, 0.2, 0.2))
+            mask = decode_mask(p["mask"]) if p["mask"] else None
+            _overlay(ax, image, mask, (0.9, 0.2, 0.2), outline=gt)
             if p["box"]:
                 x1, y1, x2, y2 = p["box"]
                 ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="yellow", linewidth=1.5))
             for x, y in p["points"] or []:
                 ax.plot(x, y, marker="*", color="cyan", markersize=9)
             status = "" if p["parse_ok"] else f" [{p['parse_error']}]"
-            ax.set_title(f"{variant}{status}", fontsize=8)
+            ax.set_title(f"{variant}: IoU {mask_iou(mask, gt):.2f}{status}", fontsize=8)
             reasoning = p["raw_text"].split("</think>")[0].replace("<think>", "").strip() or "(no reasoning text)"
             ax.set_xlabel(textwrap.fill(reasoning[:300], 45), fontsize=6)
-    fig.suptitle(f"{dataset} ({settings.preset} preset)", fontsize=10)
+    fig.suptitle(f"{dataset} ({settings.preset} preset; seed {settings.layout.primary_seed}, final checkpoint): "
+                 "ground truth outlined in green, predicted box yellow, points cyan, mask red", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.png")

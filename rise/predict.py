@@ -16,12 +16,12 @@ import torch
 from tqdm import tqdm
 
 from rise.answer import Answer, parse_answer, parse_answer_segzero, think_chars
-from rise.config import Settings
+from rise.config import FINAL, Settings
 from rise.contracts import (PREDICTION_FIELDS, encode_mask, load_eval_manifest, read_json, read_jsonl,
                             write_json, write_jsonl)
 from rise.devices import compute_device
 from rise.imaging import open_rgb, policy_view, to_original
-from rise.errors import MissingResourceError
+from rise.errors import DataError, MissingResourceError
 from rise.models import check_hub_or_path, load_policy, load_sam2
 from rise.prompts import context_tokens, conversation
 from rise.provenance import environment
@@ -168,12 +168,26 @@ def predict_shard(rows, policy: PolicyRunner, segmenter: Segmenter, size: int, p
     return out
 
 
-def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: int = 32) -> Path:
+def checkpoint_policy(ref_file: Path, checkpoint: str) -> str:
+    """The policy folder of one of a run's checkpoints, as its policy.json lists them."""
+    ref = read_json(ref_file)
+    kept = ref.get("checkpoints") or {FINAL: ref["policy"]}
+    if checkpoint not in kept:
+        raise DataError(f"{ref_file}: the run kept no checkpoint '{checkpoint}' (kept: {', '.join(kept)}); "
+                        "train.save_steps and max_steps decide which exist (Settings.checkpoints)")
+    return kept[checkpoint]
+
+
+def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: int = 32, seed: int | None = None,
+            checkpoint: str = FINAL) -> Path:
+    """Predictions of one run of a variant (`seed`, default the first) at one of its checkpoints."""
     layout = settings.layout
     v = settings.variants[variant_name]
-    ref = read_json(layout.policy_ref(variant_name))
+    ref_file = layout.policy_ref(variant_name, seed)
+    policy_dir = checkpoint_policy(ref_file, checkpoint)
     rows = load_eval_manifest(layout.dataset_manifest(eval_set))
-    out = layout.predictions(variant_name, eval_set)
+    out = layout.predictions(variant_name, eval_set, seed, checkpoint)
+    name = f"{layout.run_name(variant_name, seed)}/{checkpoint}/{eval_set}"
     shard_dir = out.parent / f".{eval_set}.shards"
     shards = image_shards(rows, shard_size)
     done = {i for i in range(len(shards)) if (shard_dir / f"{i:05d}.jsonl").exists()}
@@ -185,7 +199,7 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
         device = compute_device(settings.preset, settings.device)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         runner = VLLMRunner if settings.predict.get("backend", "hf") == "vllm" else PolicyRunner
-        policy = runner(ref["policy"], f"{layout.policy_ref(variant_name)}: policy", size=size, cot=v.cot,
+        policy = runner(policy_dir, f"{ref_file}: checkpoint {checkpoint}", size=size, cot=v.cot,
                               points=points, max_new_tokens=settings.predict["max_new_tokens"],
                               batch_size=settings.predict["batch_size"], device=device, dtype=dtype,
                               style=style, repetition_penalty=settings.predict["repetition_penalty"])
@@ -194,18 +208,17 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
                                         f"presets.{settings.preset}.models.sam2", device=str(device)),
                               settings.predict["multimask"])
         if done:
-            log.info("%s/%s: resuming, %d of %d shards already done", variant_name, eval_set, len(done), len(shards))
-        with tqdm(total=len(rows), desc=f"predict {variant_name}/{eval_set}", unit="sample") as bar:
+            log.info("%s: resuming, %d of %d shards already done", name, len(done), len(shards))
+        with tqdm(total=len(rows), desc=f"predict {name}", unit="sample") as bar:
             bar.update(sum(len(shards[i]) for i in done))
             for i, shard in enumerate(shards):
                 if i in done:
                     continue
                 write_jsonl(shard_dir / f"{i:05d}.jsonl", predict_shard(shard, policy, segmenter, size, points, reader))
                 bar.update(len(shard))
-        log.info("%s/%s: %d SAM2 image encodes for %d samples", variant_name, eval_set,
-                 segmenter.image_encodes, len(rows))
+        log.info("%s: %d SAM2 image encodes for %d samples", name, segmenter.image_encodes, len(rows))
     # the environment that produced the masks (after a resumed run: the one that finished it)
-    write_json(layout.prediction_environment(variant_name, eval_set), environment())
+    write_json(layout.prediction_environment(variant_name, eval_set, seed, checkpoint), environment())
     merged = [rec for i in range(len(shards)) for rec in read_jsonl(shard_dir / f"{i:05d}.jsonl")]
     order = {r["sample_id"]: k for k, r in enumerate(rows)}
     merged.sort(key=lambda rec: order[rec["sample_id"]])
@@ -213,5 +226,5 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
     write_jsonl(out, merged)
     shutil.rmtree(shard_dir, ignore_errors=True)
     n_ok = sum(r["parse_ok"] for r in merged)
-    log.info("%s/%s: %d predictions, %d parsed -> %s", variant_name, eval_set, len(merged), n_ok, out)
+    log.info("%s: %d predictions, %d parsed -> %s", name, len(merged), n_ok, out)
     return out

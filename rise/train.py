@@ -7,6 +7,9 @@ How `params.yaml: train` maps onto GRPOConfig:
   learning_rate, lr_scheduler, weight_decay, max_grad_norm, temperature, save_steps -> same names
   beta (KL coefficient)  -> beta;  epsilon (clip ratio) -> epsilon;  loss_type -> loss_type
   num_epochs, max_steps  -> num_train_epochs, max_steps
+  seeds                  -> one run per seed: seed and data_seed of GRPOConfig
+Every `save_steps` the policy's weights are also kept as `<run>/step<N>/` (TRL's own checkpoints,
+with optimiser state, rotate after `save_total_limit`), so a checkpoint sweep can evaluate them.
 Differences from Seg-Zero's veRL setup are written down in docs/training.md.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from rise.config import Settings
+from rise.config import FINAL, Settings
 from rise.contracts import atomic_write_text, load_train_manifest, write_json
 from rise.devices import (compute_device, deepspeed_zero_stage, launched_with_deepspeed, policy_load_dtype,
                           reference_dtype)
@@ -84,15 +87,19 @@ def build_dataset(rows: list[dict], size: int, cot: bool, points: bool, cached_v
     return dataset
 
 
-def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1, device: torch.device | None = None):
+def grpo_config(settings: Settings, output_dir: Path, world_size: int = 1, device: torch.device | None = None,
+                seed: int | None = None):
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_kwargs(settings, output_dir, world_size, device))
+    return GRPOConfig(**grpo_kwargs(settings, output_dir, world_size, device, seed))
 
 
-def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, device: torch.device | None = None) -> dict:
-    """GRPOConfig's arguments for this run (a plain dict, so the GPU choices can be checked anywhere)."""
+def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, device: torch.device | None = None,
+                seed: int | None = None) -> dict:
+    """GRPOConfig's arguments for this run (a plain dict, so the GPU choices can be checked anywhere).
+    `seed`: the run's training seed (default: the first of `train.seeds`)."""
     t = settings.train
+    seed = t["seeds"][0] if seed is None else seed
     per_update = t["prompts_per_step"] * t["num_generations"]
     per_device = t["per_device_batch_size"]
     if per_update % (per_device * world_size):
@@ -105,7 +112,7 @@ def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, devic
     if device.type == "cuda" and world_size == 1:
         ref_init["device_map"] = {"": device}  # the KL reference loads straight onto the GPU too
     return dict(
-        output_dir=str(output_dir), seed=settings.seed, data_seed=settings.seed,
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
         num_generations=t["num_generations"], per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation, learning_rate=t["learning_rate"],
         lr_scheduler_type=t["lr_scheduler"], weight_decay=t["weight_decay"], beta=t["beta"],
@@ -180,22 +187,64 @@ class StepTimer(TrainerCallback):
             self.seconds = None
 
 
-def train_variant(settings: Settings, variant_name: str, callbacks: list | None = None,
-                  on_trainer=None) -> Path:
-    """Trains one variant (resuming from its latest checkpoint) and writes its policy reference.
+class KeepCheckpointWeights(TrainerCallback):
+    """Keeps the policy's weights of every saved checkpoint as `<run>/step<N>/` for checkpoint sweeps.
 
-    `callbacks` are extra transformers TrainerCallbacks (custom logging, early stops);
-    `on_trainer(trainer)` is called once the trainer exists (instrumentation, benchmarks)."""
+    Hard links where the file system allows (TRL's rotation then frees nothing but the optimiser
+    state); the optimiser, scheduler and RNG states stay in TRL's checkpoint alone."""
+
+    TRAINER_ONLY = ("optimizer", "scheduler", "rng_state", "trainer_state", "training_args", "global_step",
+                    "latest", "zero_to_fp32")
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        target = self.run_dir / f"step{state.global_step}"
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for f in source.iterdir():
+            if f.is_file() and not f.name.startswith(self.TRAINER_ONLY):
+                try:
+                    (partial / f.name).hardlink_to(f)
+                except OSError:
+                    shutil.copy2(f, partial / f.name)
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)  # a step folder is complete or absent
+
+
+def saved_checkpoints(run_dir: Path) -> dict[str, str]:
+    """`step<N>` -> folder, for every complete step folder of a run, in step order."""
+    steps = [p for p in run_dir.glob("step*") if p.is_dir() and p.name[4:].isdigit()]
+    return {p.name: str(p) for p in sorted(steps, key=lambda p: int(p.name[4:]))}
+
+
+def train_variant(settings: Settings, variant_name: str, callbacks: list | None = None,
+                  on_trainer=None, seed: int | None = None) -> Path:
+    """Trains one run of a variant (resuming from its latest checkpoint) and writes its policy reference.
+
+    `seed`: which of `train.seeds` (default: the first). `callbacks` are extra transformers
+    TrainerCallbacks (custom logging, early stops); `on_trainer(trainer)` is called once the
+    trainer exists (instrumentation, benchmarks)."""
     v = settings.variants[variant_name]
+    seed = settings.seeds(variant_name)[0] if seed is None else seed
+    if seed not in settings.seeds(variant_name):
+        raise ConfigError(f"train.seeds: {seed} is not one of the seeds of {variant_name} "
+                          f"({settings.seeds(variant_name)})")
     layout = settings.layout
-    out_dir = layout.checkpoint_dir(variant_name)
-    ref_file = layout.policy_ref(variant_name)
+    out_dir = layout.checkpoint_dir(variant_name, seed)
+    ref_file = layout.policy_ref(variant_name, seed)
+    curves = layout.train_curves(variant_name, seed)
     base = settings.policy_ref(variant_name)
-    record = {"variant": variant_name, "base": base, "settings": v.as_dict(),
+    record = {"variant": variant_name, "seed": seed, "base": base, "settings": v.as_dict(),
               "provenance": settings.provenance(), "environment": environment()}
     if not v.train:
-        write_curves([], layout.train_curves(variant_name))  # no steps: an empty curve, so every variant has one
-        write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0})
+        write_curves([], curves)  # no steps: an empty curve, so every variant has one
+        write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0, "checkpoints": {FINAL: base}})
         log.info("%s: no training (zero-shot); policy is %s", variant_name, base)
         return ref_file
 
@@ -211,18 +260,24 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
 
     trainer_dir = out_dir / "trainer"
     fingerprint_file = out_dir / "train_settings.json"
-    fingerprint = settings.stage_settings("train", variant_name)
+    fingerprint = settings.stage_settings("train", variant_name, seed=seed)
+    if ref_file.exists() and fingerprint_file.exists() and fingerprint_file.read_text() == fingerprint:
+        log.info("%s seed %d: already trained with these settings (%s)", variant_name, seed, ref_file)
+        return ref_file  # a finished run is not trained again (resuming at its last step would add one)
     if processes.is_main_process:
         if trainer_dir.exists() and (not fingerprint_file.exists() or fingerprint_file.read_text() != fingerprint):
             # checkpoints of other settings must not be resumed: start this training afresh
             log.warning("%s: settings changed since the checkpoints in %s were written; starting afresh",
                         variant_name, trainer_dir)
             shutil.rmtree(trainer_dir)
+            for old in saved_checkpoints(out_dir).values():
+                shutil.rmtree(old)
         out_dir.mkdir(parents=True, exist_ok=True)
+        ref_file.unlink(missing_ok=True)  # written again when this training completes
         fingerprint_file.write_text(fingerprint)
     processes.wait_for_everyone()
     # The config comes before the policy: under ZeRO-3 it is what lets the load shard at once.
-    args = grpo_config(settings, trainer_dir, processes.num_processes, device)
+    args = grpo_config(settings, trainer_dir, processes.num_processes, device, seed)
 
     deepspeed = launched_with_deepspeed()
     zero3 = deepspeed_zero_stage() == 3
@@ -253,7 +308,8 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     placement = torch.device(device) if device.type == "cuda" and not zero3 else contextlib.nullcontext()
     with placement:
         trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
-                              processing_class=processor, callbacks=[StepTimer(), *(callbacks or [])])
+                              processing_class=processor,
+                              callbacks=[StepTimer(), KeepCheckpointWeights(out_dir), *(callbacks or [])])
     if on_trainer is not None:
         on_trainer(trainer)
     resume = latest_checkpoint(trainer_dir)
@@ -265,8 +321,16 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     if not trainer.is_world_process_zero():
         return ref_file
     processor.save_pretrained(str(final))
-    write_curves(trainer.state.log_history, layout.train_curves(variant_name))
-    write_json(ref_file, {**record, "policy": str(final), "trained": True, "steps": trainer.state.global_step})
-    log.info("%s: %d steps -> %s", variant_name, trainer.state.global_step, final)
+    write_curves(trainer.state.log_history, curves)
+    steps = trainer.state.global_step
+    if steps != settings.train_steps(variant_name):
+        log.warning("%s: trained %d steps where the settings plan %d (Settings.train_steps): a checkpoint "
+                    "sweep expects its step folders at multiples of save_steps below the plan",
+                    variant_name, steps, settings.train_steps(variant_name))
+    kept = {name: path for name, path in saved_checkpoints(out_dir).items() if int(name[4:]) < steps}
+    write_json(ref_file, {**record, "policy": str(final), "trained": True, "steps": steps,
+                          "checkpoints": {**kept, FINAL: str(final)}})
+    log.info("%s seed %d: %d steps -> %s (checkpoints kept: %s)", variant_name, seed, steps, final,
+             ", ".join(kept) or "none")
     return ref_file
 

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing model must fail at onc
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["params.yaml", "Snakefile", "dvc.yaml", "workflow"]
+PROJECT_FILES = ["params.yaml", "Snakefile", "dvc.yaml", "pipelines", "workflow"]
 
 
 # Stage tests drive the policy with a stand-in where they need parseable answers, so the demo

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from rise.config import load_settings
+from rise.config import Need, load_settings
 from rise.errors import ConfigError
 
 from conftest import ROOT
@@ -24,7 +24,7 @@ def test_project_params_load_for_both_presets():
     assert demo.variants["format_only_3b"].rewards == ("think_format", "seg_format")
     assert demo.variants["full_3b"].rewards == ("semantic", "think_format", "seg_format")
     assert "reasonseg_test" in demo.eval_sets
-    assert ("full_3b", "reasonseg_test") in demo.table_needs("table4")
+    assert Need("full_3b", 0, "final", "reasonseg_test") in demo.table_needs("table4")
 
 
 def test_malformed_yaml_names_the_file(tmp_path):
@@ -144,3 +144,34 @@ def test_check_names_a_removed_train_key(tmp_path):
     proc = run_rise("check", cwd=root, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "train: 'max_grad_norm' is a required property" in proc.stderr
+
+
+def test_a_preset_builds_its_own_tables_with_its_own_rows():
+    toy, paper = load_settings(ROOT / "params.yaml", "toy"), load_settings(ROOT / "params.yaml", "paper")
+    assert list(toy.tables) == ["table1", "table4"] and len(paper.tables) == 8
+    rows = toy.tables["table4"]["rows"]
+    assert [r["label"] for r in rows][-1] == "RISE (Full)" and not any("reported" in r for r in rows)
+    assert paper.tables["table4"]["rows"][-1]["reported"] == [52.9, 45.1]  # the paper's rows untouched
+    assert "toy world" in toy.table_note and paper.table_note == ""
+    assert toy.seeds("full_3b") == [0, 1, 2] and toy.seeds("zeroshot_3b") == [0]
+
+
+def test_unknown_preset_table_and_bad_checkpoint_choice_name_the_setting(tmp_path):
+    p = write(tmp_path, lambda r: r["presets"]["toy"].update(tables=["table4", "table9"]))
+    with pytest.raises(ConfigError, match=r"presets\.toy\.tables names \['table9'\]"):
+        load_settings(p, "toy")
+    p = write(tmp_path, lambda r: r["tables"]["table4"].update(checkpoint="best on nowhere"))
+    with pytest.raises(ConfigError, match=r"tables\.table4\.checkpoint 'best on nowhere'"):
+        load_settings(p)
+    p = write(tmp_path, lambda r: r["tables"]["table4"].update(checkpoint="the best"))
+    with pytest.raises(ConfigError, match=r"tables\.table4\.checkpoint"):
+        load_settings(p)
+
+
+def test_checkpoints_follow_save_steps_and_the_planned_steps():
+    paper = load_settings(ROOT / "params.yaml", "paper")
+    assert paper.train_steps("full_3b") == 2000 // 16 == 125
+    assert paper.checkpoints("full_3b") == ["step50", "step100", "final"]
+    assert paper.checkpoints("zeroshot_3b") == ["final"]
+    paper.train["max_steps"] = 100
+    assert paper.checkpoints("full_3b") == ["step50", "final"]  # the last save is the final checkpoint

@@ -20,12 +20,13 @@ PROGRAMS = ("snakemake", "rise", "dvc")
 
 def documented_commands() -> list[str]:
     """Code spans of the README that start with a program, and the commands in the usage comments at
-    the top of the Snakefile, dvc.yaml and the profiles. `rise launch` alone names the entry: the
+    the top of the Snakefile, each dvc.yaml and the profiles. `rise launch` alone names the entry: the
     rules and stages call it with their arguments."""
     found = []
     for line in (ROOT / "README.md").read_text().splitlines():
         found += re.findall(r"`((?:%s) [^`]+)`" % "|".join(PROGRAMS), line)
-    headers = [ROOT / "Snakefile", ROOT / "dvc.yaml", *sorted((ROOT / "workflow" / "profiles").glob("*/config.yaml"))]
+    headers = [ROOT / "Snakefile", ROOT / "dvc.yaml", *sorted((ROOT / "pipelines").glob("*/dvc.yaml")),
+               *sorted((ROOT / "workflow" / "profiles").glob("*/config.yaml"))]
     for path in headers:
         for line in path.read_text().splitlines():
             m = re.match(r"#\s+(?:[\w ]+:\s+)?((?:%s) .*?)(?:\s+#.*)?$" % "|".join(PROGRAMS), line)

@@ -1,5 +1,5 @@
-"""DVC as the same pipeline as Snakemake: dvc.yaml generated from params.yaml and up to date, the
-same jobs planned by both engines, narrow params, metrics, plots and a local remote."""
+"""DVC as the same pipeline as Snakemake: one dvc.yaml per preset generated from params.yaml and up
+to date, the same jobs planned by both engines, narrow params, metrics, plots and a local remote."""
 import re
 import shutil
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import QUICK, copy_project, sh
-from rise.dvc_pipeline import pipeline, render
+from rise.dvc_pipeline import pipeline, pipeline_file, render
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,11 @@ def dvc_project(tmp_path, overrides=None) -> Path:
 
 
 def test_dvc_yaml_is_generated_from_params_and_up_to_date():
-    assert (ROOT / "dvc.yaml").read_text() == render(ROOT / "params.yaml"), "run `rise dvc-yaml`"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for preset in raw["presets"]:
+        assert (ROOT / pipeline_file(raw, preset)).read_text() == render(ROOT / "params.yaml", preset), \
+            "run `rise dvc-yaml`"
+    assert pipeline_file(raw, raw["preset"]) == Path("dvc.yaml")
     proc = sh("rise dvc-yaml --check", ROOT)
     assert "up to date" in proc.stdout
 
@@ -34,41 +38,54 @@ def test_a_new_variant_in_a_table_makes_dvc_yaml_stale(tmp_path):
     params["tables"]["table6"]["rows"].append({"label": "RISE (lr 2e-6)", "variant": "full_3b_lr2"})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = sh("rise dvc-yaml --check", root, check=False)
-    assert proc.returncode == 2 and "dvc.yaml is out of date" in proc.stderr
+    assert proc.returncode == 2 and "out of date" in proc.stderr and "pipelines/paper/dvc.yaml" in proc.stderr
     sh("rise dvc-yaml", root)
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    assert "full_3b_lr2" in stages["train"]["foreach"] and "full_3b_lr2-reasonseg_test" in stages["evaluate"]["foreach"]
+    assert "full_3b_lr2-seed0" in stages["train"]["foreach"]
+    assert "full_3b_lr2-seed0-final-reasonseg_test" in stages["evaluate"]["foreach"]
     sh("rise dvc-yaml --check", root)
 
 
 def test_each_stage_depends_on_its_own_settings_only():
-    stages = pipeline(ROOT / "params.yaml")["stages"]
+    stages = pipeline(ROOT / "params.yaml", "demo")["stages"]
     train = stages["train"]["do"]["params"]
-    assert "variants.${key}" in train and "variants" not in train
-    assert "presets.${preset}.models.policies.${item.policy}" in train
-    assert "presets.${preset}.overrides.train" in train and "presets.${preset}" not in train
+    assert "variants.${item.variant}" in train and "variants" not in train
+    assert "presets.demo.models.policies.${item.policy}" in train
+    assert "presets.demo.overrides.train" in train and "presets.demo" not in train
+    # a run depends on its own seed (the foreach item), not on the list of seeds
+    assert "train.learning_rate" in train and "train" not in train and "train.seeds" not in train
+    toy = pipeline(ROOT / "params.yaml", "toy")["stages"]["train"]["do"]["params"]
+    assert "presets.toy.overrides.train.max_steps" in toy and "presets.toy.overrides.train.seeds" not in toy
     assert "predict" not in train and "evaluate" not in train
     predict = stages["predict"]["do"]["params"]
     assert "variants.${item.variant}" in predict and "train" not in predict
-    assert stages["evaluate"]["do"]["params"] == ["preset", "seed", "evaluate", "presets.${preset}.overrides.evaluate"]
-    assert stages["prepare_data"]["do"]["params"] == ["preset", "seed", "presets.${preset}.datasets.${item}"]
-    assert stages["train"]["do"]["cmd"].endswith("launch train --variant ${key}")  # rise/launch.py, as Snakemake
+    assert stages["evaluate"]["do"]["params"] == ["seed", "evaluate", "presets.demo.overrides.evaluate"]
+    assert stages["prepare_data"]["do"]["params"] == ["seed", "presets.demo.datasets.${item}"]
+    # rise/launch.py, as Snakemake
+    assert stages["train"]["do"]["cmd"].endswith("launch train --variant ${item.variant} --seed ${item.seed}")
+    paper = pipeline(ROOT / "params.yaml", "paper")["stages"]
+    assert paper["build_models"]["wdir"] == "../.." and paper["train"]["do"]["cmd"].startswith("rise --preset paper")
 
 
 def snakemake_jobs(root, preset: str) -> set[str]:
-    """The jobs of `snakemake -n all_tables <figure>`, named as DVC names its stages."""
-    out = sh(f"snakemake -n all_tables results/{preset}/figures/qualitative.png --config preset={preset}", root).stdout
+    """The jobs of `snakemake -n all_tables all_sweeps <figure>`, named as DVC names its stages."""
+    out = sh(f"snakemake -n all_tables all_sweeps results/{preset}/figures/qualitative.png --config preset={preset}",
+             root).stdout
     jobs = set()
     for block in re.split(r"\n(?=rule \w+:)", out):
         m = re.match(r"rule (\w+):", block.strip())
-        if not m or m.group(1) in ("all_tables", "table_alias"):
+        if not m or m.group(1) in ("all_tables", "all_sweeps", "table_alias"):
             continue
         rule = m.group(1)
         w = dict(re.findall(r"(\w+)=([\w.]+)", (re.search(r"wildcards: (.*)", block) or [None, ""])[1] or ""))
         if rule == "table":
             jobs.add(w["table"])
+        elif rule == "sweep":
+            jobs.add(f"sweep_{w['variant']}")
         elif rule in ("predict", "evaluate"):
-            jobs.add(f"{rule}@{w['variant']}-{w['dataset']}")
+            jobs.add(f"{rule}@{w['variant']}-seed{w['seed']}-{w['checkpoint']}-{w['dataset']}")
+        elif rule in ("train", "base_policy"):
+            jobs.add(f"{rule}@{w['variant']}-seed{w['seed']}")
         elif w:
             jobs.add(f"{rule}@{next(iter(w.values()))}")
         else:
@@ -77,30 +94,55 @@ def snakemake_jobs(root, preset: str) -> set[str]:
 
 
 def dvc_jobs(root, preset: str) -> set[str]:
-    params = root / "params.yaml"
-    params.write_text(re.sub(r"^preset: \w+", f"preset: {preset}", params.read_text(), flags=re.M))
+    target = pipeline_file(yaml.safe_load((root / "params.yaml").read_text()), preset)
     # --force: on a clean checkout every stage runs; without it DVC's dry run stops at the first
     # stage whose input does not exist yet (DVC issue #9818)
-    out = sh("dvc repro --dry --force", root).stdout
-    return set(re.findall(r"Running stage '([^']+)'", out))
+    out = sh(f"dvc repro --dry --force {target}", root).stdout
+    return {name.split(":")[-1] for name in re.findall(r"Running stage '([^']+)'", out)}
 
 
 @pytest.mark.parametrize("preset", ["demo", "paper"])
 def test_both_engines_plan_the_same_jobs(tmp_path, preset):
     root = dvc_project(tmp_path)
     planned = snakemake_jobs(root, preset)
-    # 37 (variant, dataset) pairs for the six tables, 18 more for tables 2 and 3 with the training prompt
-    assert len([j for j in planned if j.startswith("evaluate@")]) == 55
+    # 37 (variant, dataset) pairs for the six tables, 18 more for tables 2 and 3 with the training prompt,
+    # and the sweeps of format_only_3b (1 dataset) and full_3b (8) at every checkpoint but the final one
+    steps = {"demo": 1, "paper": 2}[preset]
+    assert len([j for j in planned if j.startswith("evaluate@")]) == 55 + 9 * steps
+    assert {"sweep_full_3b", "sweep_format_only_3b"} <= planned
     assert dvc_jobs(root, preset) == planned
+
+
+def test_the_toy_world_pretrains_in_both_engines_and_runs_three_seeds(tmp_path):
+    root = dvc_project(tmp_path)
+    planned = snakemake_jobs(root, "toy")
+    assert {"pretrain_clip", "pretrain_sam2", "pretrain_policy", "build_models"} <= planned
+    assert {f"train@format_only_3b-seed{k}" for k in range(3)} <= planned
+    assert {"table1", "table4"} == {j for j in planned if j.startswith("table")}  # presets.toy.tables
+    assert dvc_jobs(root, "toy") == planned
+
+
+def test_seeds_and_a_best_checkpoint_table_in_both_engines(tmp_path):
+    """Three seeds and `checkpoint: best on reasonseg_val`: each seed's every checkpoint is evaluated."""
+    root = dvc_project(tmp_path, {"train": {"seeds": [0, 1, 2]},
+                                  "tables": {"table4": {"checkpoint": "best on reasonseg_val"}}})
+    sh("rise dvc-yaml", root)
+    planned = snakemake_jobs(root, "demo")
+    assert {f"train@full_3b-seed{k}" for k in range(3)} <= planned
+    assert "base_policy@zeroshot_3b-seed0" in planned and "base_policy@zeroshot_3b-seed1" not in planned
+    for k in range(3):
+        for ckpt in ("step1", "final"):
+            assert f"evaluate@no_seg_format_3b-seed{k}-{ckpt}-reasonseg_val" in planned
+    assert dvc_jobs(root, "demo") == planned
 
 
 @pytest.mark.slow
 def test_dvc_runs_a_variant_with_metrics_plots_and_a_local_remote(tmp_path):
     root = dvc_project(tmp_path / "clone", QUICK)
-    target = "evaluate@full_3b-reasonseg_test"
+    target = "evaluate@full_3b-seed0-final-reasonseg_test"
     sh(f"dvc repro {target}", root)
     metrics = sh("dvc metrics show", root).stdout
-    assert "runs/demo/metrics/full_3b/reasonseg_test.json" in metrics and "gIoU" in metrics and "cIoU" in metrics
+    assert "runs/demo/metrics/full_3b/seed0/final/reasonseg_test.json" in metrics and "gIoU" in metrics and "cIoU" in metrics
     plots = sh("dvc plots show --json", root, check=False).stdout
     for plot in ("reward semantic", "reward think_format", "reward seg_format", "KL to the reference policy",
                  "completion length (tokens)"):
@@ -112,7 +154,7 @@ def test_dvc_runs_a_variant_with_metrics_plots_and_a_local_remote(tmp_path):
     assert "up to date" in sh(f"dvc status --with-deps {target}", root).stdout
     params.write_text(original.replace("full_3b: {}", "full_3b: {points: false}"))
     changed = sh(f"dvc status --with-deps {target}", root).stdout
-    assert "train@full_3b" in changed and re.search(r"modified:\s+variants.full_3b", changed)
+    assert "train@full_3b-seed0" in changed and re.search(r"modified:\s+variants.full_3b", changed)
     params.write_text(original)
     # the repository's remote (a folder beside the checkout): push, lose everything, pull, nothing reruns
     sh("dvc push", root)
@@ -120,6 +162,6 @@ def test_dvc_runs_a_variant_with_metrics_plots_and_a_local_remote(tmp_path):
     shutil.rmtree(root / ".dvc" / "cache")
     shutil.rmtree(root / "runs")
     sh(f"dvc pull --with-deps {target}", root)
-    assert (root / "runs/demo/checkpoints/full_3b/policy.json").exists()
+    assert (root / "runs/demo/checkpoints/full_3b/seed0/policy.json").exists()
     again = sh(f"dvc repro {target}", root).stdout
     assert "Running stage" not in again, again

@@ -126,11 +126,11 @@ def test_two_process_training_splits_the_update_over_ranks(demo_project):
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert proc.stderr.count("2 process(es) on cpu") == 2  # one line per rank
     assert "4 completions per micro-batch x 1 accumulation" in proc.stderr
-    ref = json.loads((demo_project / "runs/demo/checkpoints/two_ranks_3b/policy.json").read_text())
+    ref = json.loads((demo_project / "runs/demo/checkpoints/two_ranks_3b/seed0/policy.json").read_text())
     assert ref["trained"] and ref["steps"] == 2
     import pandas as pd
 
-    curve = pd.read_csv(demo_project / "runs/demo/curves/two_ranks_3b.csv")
+    curve = pd.read_csv(demo_project / "runs/demo/curves/two_ranks_3b/seed0.csv")
     # 2 prompts of the 32-pair training set per update, whichever rank drew them
     assert list(curve["epoch"]) == pytest.approx([2 / 32, 4 / 32])
 

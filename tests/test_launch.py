@@ -65,7 +65,7 @@ def test_launch_pins_the_stage_to_its_reserved_gpu(tmp_path, monkeypatch):
 def test_rise_launch_runs_the_stage(tmp_path):
     root = copy_project(tmp_path)
     run_rise("--log", "runs/demo/logs/train/zeroshot_3b.log", "launch", "train", "--variant", "zeroshot_3b", cwd=root)
-    assert (root / "runs/demo/checkpoints/zeroshot_3b/policy.json").exists()
+    assert (root / "runs/demo/checkpoints/zeroshot_3b/seed0/policy.json").exists()
     assert "no training (zero-shot)" in (root / "runs/demo/logs/train/zeroshot_3b.log").read_text()
     bad = run_rise("launch", "train", "--variant", "nope", cwd=root, check=False)
     assert bad.returncode == 2 and "'nope' is not defined under variants" in bad.stderr

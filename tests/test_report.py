@@ -14,9 +14,9 @@ def project_with_metrics(tmp_path) -> Path:
     """A demo project whose table4 metrics are given numbers (what `rise evaluate` writes)."""
     root = copy_project(tmp_path)
     s = load_settings(root / "params.yaml", root=root)
-    for i, (variant, dataset) in enumerate(s.table_needs("table4")):
-        write_json(s.layout.metrics(variant, dataset), {"gIoU": 30.0 + i, "cIoU": 20.04 + i, "n_samples": 11,
-                                                         "n_failed_parse": i, "protocol": "segzero"})
+    for i, n in enumerate(s.table_needs("table4")):
+        write_json(s.layout.metrics(n.variant, n.dataset, n.seed, n.checkpoint),
+                   {"gIoU": 30.0 + i, "cIoU": 20.04 + i, "n_samples": 11, "n_failed_parse": i, "protocol": "segzero"})
     build_table(s, "table4")
     return root
 
@@ -26,9 +26,10 @@ def test_markdown_puts_paper_ours_and_difference_side_by_side(tmp_path):
     md = table_markdown(load_settings(root / "params.yaml", root=root), "table4")
     lines = md.splitlines()
     assert lines[0] == "### table4: Reward ablation on ReasonSeg test (preset `demo`)"
-    assert lines[2] == ("|  | reasonseg_test gIoU: paper | ours | Δ | reasonseg_test cIoU: paper | ours | Δ |")
-    assert "| Format-only | 28.6 | 30.0 | +1.4 | 21.1 | 20.0 | -1.1 |" in lines
-    assert "| RISE (Full) | 52.9 | 34.0 | -18.9 | 45.1 | 24.0 | -21.1 |" in lines
+    assert lines[2] == ("|  | reasonseg_test gIoU: paper | ours | Δ | reasonseg_test cIoU: paper | ours | Δ | seeds "
+                        "| checkpoint |")
+    assert "| Format-only | 28.6 | 30.0 | +1.4 | 21.1 | 20.0 | -1.1 | 1 | final |" in lines
+    assert "| RISE (Full) | 52.9 | 34.0 | -18.9 | 45.1 | 24.0 | -21.1 | 1 | final |" in lines
     assert "reasonseg_test: 11 samples, 10 failed parses in all rows" in md
     assert "numbers are not comparable to the paper" in md  # the demo says so
 
@@ -41,3 +42,29 @@ def test_rise_show_prints_and_writes_the_table(tmp_path):
     assert (root / "results/demo/table4.md").read_text() == shown.stdout.rstrip("\n") + "\n"
     missing = run_rise("show", "--name", "table1", cwd=root, check=False)
     assert missing.returncode == 2 and "table1.csv" in missing.stderr
+
+
+def test_several_seeds_give_mean_and_std_and_best_checkpoints_are_named(tmp_path):
+    """Three seeds: the mean, the sample standard deviation and the seed count per row; with
+    `checkpoint: best on reasonseg_val` each seed reads its checkpoint with the best validation gIoU."""
+    import pandas as pd
+
+    root = copy_project(tmp_path, {"train": {"seeds": [0, 1, 2]},
+                                   "tables": {"table4": {"checkpoint": "best on reasonseg_val"}}})
+    s = load_settings(root / "params.yaml", root=root)
+    assert s.checkpoints("full_3b") == ["step1", "final"]
+    val = {0: {"step1": 40.0, "final": 30.0}, 1: {"step1": 10.0, "final": 20.0}, 2: {"step1": 5.0, "final": 50.0}}
+    for n in s.table_needs("table4"):
+        test_giou = {"step1": 100.0, "final": 0.0}[n.checkpoint] + n.seed  # which checkpoint was read shows
+        giou = val[n.seed][n.checkpoint] if n.dataset == "reasonseg_val" else test_giou
+        write_json(s.layout.metrics(n.variant, n.dataset, n.seed, n.checkpoint),
+                   {"gIoU": giou, "cIoU": giou / 2, "n_samples": 7, "n_failed_parse": n.seed, "protocol": "segzero"})
+    df = pd.read_csv(build_table(s, "table4")).set_index("label")
+    full = df.loc["RISE (Full)"]
+    # seed 0 reads step1 (100 + 0), seeds 1 and 2 read final (0 + 1, 0 + 2)
+    assert full["reasonseg_test gIoU"] == 34.33 and full["seeds"] == 3
+    assert full["reasonseg_test gIoU std"] == round(pd.Series([100.0, 1.0, 2.0]).std(), 2)
+    assert full["checkpoint"] == "best on reasonseg_val: step1, final, final"
+    assert full["reasonseg_test failed parses"] == 1.0  # the mean over seeds
+    md = table_markdown(s, "table4")
+    assert f"| 34.3 ± {full['reasonseg_test gIoU std']:.1f} |" in md and "| 3 | best on reasonseg_val: step1" in md

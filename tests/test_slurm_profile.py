@@ -40,18 +40,18 @@ def test_eight_gpu_training_on_one_node_with_cpus_and_memory_per_rank(paper_jobs
     settings = load_settings(ROOT / "params.yaml", "paper")
     r = settings.resources
     for variant, policy in (("full_3b", "3b"), ("full_7b", "7b")):
-        call = paper_jobs[("train", (variant,))]["sbatch"]
+        call = paper_jobs[("train", ("0", variant))]["sbatch"]
         assert option(call, "--gpus") == "8" and option(call, "--nodes") == "1"
         assert option(call, "-p") == "gpu"
         assert option(call, "--cpus-per-task") == str(8 * r["cpus_per_gpu"])
         per_rank_gb = 2 * r["policy_bf16_gb"][policy] + 8  # one bf16 copy per rank twice over, plus 8 GB
         assert int(option(call, "--mem")) == round(8 * per_rank_gb * 1000)
         assert int(option(call, "-t")) == r["runtime_min"]["train"]
-    assert option(paper_jobs[("train", ("full_3b",))]["sbatch"], "--mem") == "184000"  # 8 x 23 GB
+    assert option(paper_jobs[("train", ("0", "full_3b"))]["sbatch"], "--mem") == "184000"  # 8 x 23 GB
 
 
 def test_prediction_one_gpu_and_its_memory(paper_jobs):
-    call = paper_jobs[("predict", ("full_7b", "reasonseg_test"))]["sbatch"]
+    call = paper_jobs[("predict", ("0", "final", "full_7b", "reasonseg_test"))]["sbatch"]
     assert option(call, "--gpus") == "1" and option(call, "--nodes") == "1" and option(call, "-p") == "gpu"
     assert option(call, "--mem") == str(round((1.5 * 16.6 + 8) * 1000)) and option(call, "--cpus-per-task") == "8"
 
@@ -62,7 +62,7 @@ def test_cpu_only_jobs_go_to_the_cpu_partition_without_gpus(paper_jobs):
     assert {j["rule"] for j in cpu_jobs} == {"build_models", "prepare_data", "evaluate"}
     for job in cpu_jobs:
         assert option(job["sbatch"], "-p") == "cpu" and "--gpus" not in job["sbatch"], job
-    call = paper_jobs[("evaluate", ("full_3b", "reasonseg_test"))]["sbatch"]
+    call = paper_jobs[("evaluate", ("0", "final", "full_3b", "reasonseg_test"))]["sbatch"]
     assert option(call, "--cpus-per-task") == "4" and option(call, "--mem") == "16000"
 
 
@@ -75,7 +75,7 @@ def test_cheap_steps_stay_on_the_submit_host(paper_jobs):
 def test_retries_ask_for_more_wall_time(paper_jobs):
     profile = yaml.safe_load(PROFILE.read_text())
     assert profile["retries"] == 2 and profile["slurm-logdir"]
-    call = paper_jobs[("train", ("full_3b",))]
+    call = paper_jobs[("train", ("0", "full_3b"))]
     assert int(option(call["sbatch_third_try"], "-t")) == 3 * int(option(call["sbatch"], "-t"))
 
 

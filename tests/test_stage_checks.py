@@ -168,7 +168,8 @@ def test_every_table_cell_comes_from_its_row_variant_and_column_metric(tmp_path)
     settings = dataclasses.replace(base, models=models)
     metrics, k = {}, 0
     for table in settings.tables:
-        for variant, dataset in settings.table_needs(table):
+        for need in settings.table_needs(table):
+            variant, dataset = need.variant, need.dataset
             if (variant, dataset) in metrics:
                 continue
             k += 1  # every file gets numbers no other file has, and gIoU != cIoU

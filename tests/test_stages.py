@@ -35,6 +35,39 @@ def test_grpo_training_runs_and_saves_a_loadable_policy(in_demo, variant):
     v = in_demo.variants[variant]
     assert logged == {r for r in v.rewards if v.cot or r != "think_format"}  # each enabled term, logged apart
     assert in_demo.layout.train_curves(variant).with_suffix(".png").exists()
+    # every save_steps a loadable policy is kept for checkpoint sweeps; TRL's optimiser state is not copied
+    assert sorted(ref["checkpoints"]) == sorted(in_demo.checkpoints(variant)) == ["final", "step1"]
+    step1 = in_demo.layout.checkpoint_dir(variant) / "step1"
+    assert ref["checkpoints"]["step1"] == str(step1) and not list(step1.glob("optimizer*"))
+    load_policy(ref["checkpoints"]["step1"])
+
+
+def test_seeds_are_runs_of_their_own_and_a_sweep_reads_every_checkpoint(in_demo, monkeypatch):
+    import json
+
+    from rise.sweep import write_sweep
+
+    monkeypatch.setattr(PolicyRunner, "generate", fake_generate)
+    in_demo.train["seeds"] = [0, 1]
+    in_demo.tables = {"table4": in_demo.tables["table4"]}  # full_3b's sweep: reasonseg_test alone
+    for seed in (0, 1):
+        ref = read_json(train_variant(in_demo, "full_3b", seed=seed))
+        assert ref["seed"] == seed and ref["policy"].endswith(f"full_3b/seed{seed}/final")
+        fingerprint = json.loads((in_demo.layout.checkpoint_dir("full_3b", seed) / "train_settings.json").read_text())
+        assert fingerprint["train_seed"] == seed and "seeds" not in fingerprint["train"]
+        for ckpt in ("step1", "final"):
+            predict(in_demo, "full_3b", "reasonseg_test", seed=seed, checkpoint=ckpt)
+            evaluate(in_demo, "full_3b", "reasonseg_test", seed=seed, checkpoint=ckpt)
+    with pytest.raises(Exception, match="kept no checkpoint 'step7'"):
+        predict(in_demo, "full_3b", "reasonseg_test", seed=1, checkpoint="step7")
+    sweep = pd.read_csv(write_sweep(in_demo, "full_3b"))
+    assert sorted(zip(sweep["seed"], sweep["checkpoint"], sweep["step"])) == [
+        (0, "final", 2), (0, "step1", 1), (1, "final", 2), (1, "step1", 1)]
+    assert in_demo.layout.sweep("full_3b").with_suffix(".png").stat().st_size > 0
+    metrics = read_json(in_demo.layout.metrics("full_3b", "reasonseg_test", 1, "step1"))
+    assert (metrics["seed"], metrics["checkpoint"]) == (1, "step1")
+    row = sweep[(sweep["seed"] == 1) & (sweep["checkpoint"] == "step1")].iloc[0]
+    assert row["gIoU"] == round(metrics["gIoU"], 2)
 
 
 def fake_generate(self, rows, images):

@@ -182,12 +182,13 @@ def test_box_iou():
 def test_toy_preset_loads_and_prepares_its_datasets(tmp_path):
     from rise.config import PROJECT_ROOT, load_settings
     from rise.contracts import load_eval_manifest
-    from rise.toy.pipeline import prepare_toy_dataset, pretrain_settings
+    from rise.data import prepare_dataset
+    from rise.toy.pipeline import pretrain_settings
 
     settings = load_settings(PROJECT_ROOT / "params.yaml", preset="toy", root=tmp_path)
     assert set(pretrain_settings(settings)) >= {"clip", "sam2", "policy"}
     settings.datasets["reasonseg_test"]["n_images"] = 3
-    rows = load_eval_manifest(prepare_toy_dataset(settings, "reasonseg_test"))
+    rows = load_eval_manifest(prepare_dataset(settings, "reasonseg_test"))
     assert rows and all(r["image"].startswith(str(tmp_path)) for r in rows)
 
 
@@ -271,11 +272,11 @@ def test_family_scores_counts_a_box_on_the_target_cell_as_a_hit(tmp_path):
     from rise.contracts import write_jsonl
     from rise.toy.measure import family_scores
     from rise.contracts import decode_mask, load_eval_manifest
-    from rise.toy.pipeline import prepare_toy_dataset
+    from rise.data import prepare_dataset
 
     settings = load_settings(PROJECT_ROOT / "params.yaml", preset="toy", root=tmp_path)
     settings.datasets["reasonseg_test"]["n_images"] = 4
-    rows = load_eval_manifest(prepare_toy_dataset(settings, "reasonseg_test"))
+    rows = load_eval_manifest(prepare_dataset(settings, "reasonseg_test"))
     preds = []
     for k, r in enumerate(rows):
         ys, xs = np.nonzero(decode_mask(r["mask"]))

@@ -3,7 +3,8 @@
 Loaders are looked up by the entry's `loader` field. Every loader writes the same schema
 (rise/contracts.py), so the stages after `prepare-data` are identical for demo and paper data.
 Real loaders: refer (rise/data/refer.py), hf (hf.py), reasonseg (reasonseg.py), imagenet
-(imagenet.py); docs/data.md describes the folder layout each expects.
+(imagenet.py); docs/data.md describes the folder layout each expects. Generated ones: synthetic
+(the demo, synthetic.py) and toy (the toy world, rise/toy/world.py).
 """
 from __future__ import annotations
 
@@ -130,6 +131,12 @@ def load_rows(settings: Settings, name: str, manifest: Path | None = None) -> li
 
         return generate(name, spec["split"], spec["n_images"], spec["kinds"],
                         settings.layout.dataset_images(name), settings.seed)
+    if loader == "toy":  # the toy world (docs/toy.md): seeded scenes with exact masks
+        from rise.toy.world import write_split
+
+        return write_split(name, spec["split"], spec["n_images"], spec["families"],
+                           settings.layout.dataset_images(name), spec.get("seed", settings.seed),
+                           tuple(spec.get("n_objects", (2, 4))))
     setting = _setting(settings, name)  # each loader checks its own paths, saying what it expected there
     skip = bool(spec.get("skip_unreadable", False))
     skipped: list[dict] = []
@@ -175,6 +182,10 @@ def describe_dataset(settings: Settings, name: str) -> dict:
         return {"dataset": name, "loader": loader, "split": spec["split"], "images": spec["n_images"],
                 "image_folder": str(settings.layout.dataset_images(name)),
                 "mask_source": "drawn with the synthetic images (exact)"}
+    if loader == "toy":
+        return {"dataset": name, "loader": loader, "split": spec["split"], "images": spec["n_images"],
+                "families": ",".join(spec["families"]), "image_folder": str(settings.layout.dataset_images(name)),
+                "mask_source": "drawn with the toy world's images (exact)"}
     skip = bool(spec.get("skip_unreadable", False))
     if loader == "refer":
         from rise.data.refer import describe_refer as describe

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from rise.config import load_settings
     from rise.errors import RiseError
-    from rise.toy.pipeline import prepare_toy_dataset, pretrain
+    from rise.data import prepare_dataset
+    from rise.toy.pipeline import pretrain
 
     try:
         settings = load_settings(args.params, preset=args.preset)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.datasets:
                 if name not in settings.datasets:
                     raise RiseError(f"dataset '{name}' is not defined under presets.{settings.preset}.datasets")
-                print(prepare_toy_dataset(settings, name))
+                print(prepare_dataset(settings, name))
     except RiseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -48,7 +48,7 @@ def measure(params: str | Path, root: str | Path, seed: int, variants: list[str]
     from rise.evaluate import evaluate
     from rise.predict import predict
     from rise.sampling import sample_train_set
-    from rise.toy.pipeline import prepare_toy_dataset
+    from rise.data import prepare_dataset
     from rise.train import train_variant
 
     settings = load_settings(params, preset=preset, root=Path(root))
@@ -59,9 +59,10 @@ def measure(params: str | Path, root: str | Path, seed: int, variants: list[str]
                            for v in variants if settings.variants[v].train}
     for name in sorted(needed):
         if not settings.layout.dataset_manifest(name).exists():
-            prepare_toy_dataset(settings, name)
+            prepare_dataset(settings, name)
     settings.seed = seed
     settings.train.update(overrides or {})
+    settings.train["seeds"], settings.layout.primary_seed = [seed], seed  # GRPO's seed: the run's
     for name in sorted({settings.variants[v].train_set for v in variants if settings.variants[v].train}):
         sample_train_set(settings, name)
     records = []

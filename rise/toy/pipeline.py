@@ -9,10 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import yaml
-
 from rise.config import Settings
-from rise.contracts import write_json, write_jsonl
+from rise.contracts import write_json
 from rise.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -21,13 +19,11 @@ STAGES = ("clip", "sam2", "policy")
 
 
 def pretrain_settings(settings: Settings) -> dict:
-    """`presets.<preset>.pretrain` of the settings file (read here until rise.config carries it)."""
-    raw = yaml.safe_load(Path(settings.source).read_text())
-    block = raw["presets"][settings.preset].get("pretrain")
-    if not block:
+    """`presets.<preset>.pretrain`: the stages' settings."""
+    if not settings.pretrain:
         raise ConfigError(f"{settings.source}: presets.{settings.preset}.pretrain is not set "
                           "(the toy pretraining stages need it)")
-    return block
+    return settings.pretrain
 
 
 def report_file(model_path: str | Path) -> Path:
@@ -35,19 +31,21 @@ def report_file(model_path: str | Path) -> Path:
     return p.with_name(p.name + ".report.json")
 
 
-def prepare_toy_dataset(settings: Settings, name: str) -> Path:
-    """A dataset entry with `loader: toy` -> its evaluation manifest (rise/contracts.py)."""
-    from rise.toy.world import write_split
+def policy_dir(settings: Settings) -> str:
+    """The one policy folder the toy world pretrains (every policy key of the preset names it)."""
+    folders = set(settings.models["policies"].values())
+    if len(folders) != 1:
+        raise ConfigError(f"presets.{settings.preset}.models.policies: the toy world pretrains one policy; "
+                          "every key must name the same folder")
+    return folders.pop()
 
-    spec = settings.datasets[name]
-    if spec["loader"] != "toy":
-        raise ConfigError(f"presets.{settings.preset}.datasets.{name}: loader is '{spec['loader']}', not toy")
-    rows = write_split(name, spec["split"], spec["n_images"], spec["families"], settings.layout.dataset_images(name),
-                       spec.get("seed", settings.seed), tuple(spec.get("n_objects", (2, 4))))
-    out = settings.layout.dataset_manifest(name)
-    write_jsonl(out, rows)
-    log.info("%s: %d samples -> %s", name, len(rows), out)
-    return out
+
+def pretrained_models(settings: Settings) -> dict[str, dict]:
+    """Per pretraining stage: the model it writes (a file, or the policy's folder) and its report."""
+    models = {"clip": settings.models["clip"]["pretrained"], "sam2": settings.models["sam2"]["checkpoint"],
+              "policy": policy_dir(settings)}
+    return {stage: {"model": str(m), "report": str(report_file(m)), "folder": stage == "policy"}
+            for stage, m in models.items()}
 
 
 def pretrain(settings: Settings, stage: str) -> Path:
@@ -75,10 +73,7 @@ def pretrain(settings: Settings, stage: str) -> Path:
     elif stage == "policy":
         from rise.toy.policy import build_toy_policy, policy_report, pretrain_policy, pretrain_vision
 
-        out, s = next(iter(models["policies"].values())), p["policy"]
-        if len(set(models["policies"].values())) != 1:
-            raise ConfigError(f"presets.{settings.preset}.models.policies: the toy world pretrains one policy; "
-                              "every key must name the same folder")
+        out, s = policy_dir(settings), p["policy"]
         build_toy_policy(out, seed=seed, dims=s.get("dims"))
         vision = pretrain_vision(out, steps=s["vision_steps"], seed=seed)
         trained = pretrain_policy(out, steps=s["steps"], one_object_steps=s["one_object_steps"],

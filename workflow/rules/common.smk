@@ -11,6 +11,7 @@ from rise.config import config_overrides, load_settings, read_params
 from rise.errors import RiseError
 from rise.launch import local_gpus
 from rise.resources import job_resources
+from rise.toy.pipeline import pretrained_models
 
 configfile: "params.yaml"
 
@@ -33,6 +34,8 @@ IN_CONDA = DeploymentMethod.CONDA in getattr(workflow.deployment_settings, "depl
 RISE = f"{'python' if IN_CONDA else sys.executable} -m rise.cli {RISE_ARGS}"
 ENV = "../envs/rise.yaml"  # every rule's software (relative to workflow/rules/)
 TRAINED = [name for name, v in S.variants.items() if v.train]
+# Presets with `pretrain` (the toy world) train their three models in stages (workflow/rules/toy.smk).
+PRETRAINED = pretrained_models(S) if S.pretrain else {}
 UNTRAINED = [name for name, v in S.variants.items() if not v.train]
 
 # A local run gets `--resources gpu=<the GPUs it sees>` unless it says otherwise, so GPU jobs never
@@ -42,13 +45,15 @@ if workflow.is_main_process and workflow.resource_settings.nodes is None and "gp
     workflow.register_resource("gpu", len(local_gpus()))
 
 # Cheap steps run in the Snakemake process itself, also on a cluster (no job, no queue).
-localrules: all, all_tables, table, table_alias, sample_train, base_policy, figure_qualitative
+localrules: all, all_tables, all_sweeps, table, table_alias, sweep, sample_train, base_policy, figure_qualitative
 
 wildcard_constraints:
     variant="|".join(S.variants),
     dataset="|".join(S.datasets),
     train_set="|".join(S.train_sets) or "NONE",
     table="|".join(S.tables),
+    seed=r"\d+",
+    checkpoint=r"final|step\d+",
 
 
 def log_file(stage, name):
@@ -80,8 +85,18 @@ def resources(stage):
                 runtime=lambda wildcards, attempt: of(wildcards).runtime_min(attempt), nodes=1)
 
 
+def metrics_files(needs):
+    return [str(L.metrics(n.variant, n.dataset, n.seed, n.checkpoint)) for n in needs]
+
+
 def table_inputs(wildcards):
-    return [str(L.metrics(v, d)) for v, d in S.table_needs(wildcards.table)]
+    return metrics_files(S.table_needs(wildcards.table))
+
+
+def sweep_inputs(wildcards):
+    """Every checkpoint's metrics, and each run's policy.json (the step its `final` was saved at)."""
+    runs = [str(L.policy_ref(wildcards.variant, seed)) for seed in S.seeds(wildcards.variant)]
+    return metrics_files(S.sweep_needs(wildcards.variant)) + runs
 
 
 onstart:

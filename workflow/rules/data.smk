@@ -1,4 +1,6 @@
 rule build_models:
+    # builds the demo's models, or checks the preset's (pretrained by stages, or Hub ids / paths)
+    input: [m["model"] for m in PRETRAINED.values()]
     output: str(L.models_manifest())
     params: settings=S.stage_settings("models")
     log: log_file("build_models", PRESET)

@@ -1,32 +1,34 @@
 rule predict:
     input:
-        policy=str(L.policy_ref("{variant}")),
+        policy=str(L.policy_ref("{variant}", "{seed}")),
         manifest=str(L.dataset_manifest("{dataset}")),
         models=str(L.models_manifest()),
     output:
-        predictions=str(L.predictions("{variant}", "{dataset}")),
-        environment=str(L.prediction_environment("{variant}", "{dataset}")),
+        predictions=str(L.predictions("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        environment=str(L.prediction_environment("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
     params: settings=lambda w: S.stage_settings("predict", w.variant, w.dataset)
-    log: log_file("predict", "{variant}-{dataset}")
+    log: log_file("predict", "{variant}-seed{seed}-{checkpoint}-{dataset}")
     threads: cpus("predict")
     resources: **resources("predict")
     conda: ENV
-    shell: "{RISE} --log {log} launch predict --variant {wildcards.variant} --eval-set {wildcards.dataset}"
+    shell: "{RISE} --log {log} launch predict --variant {wildcards.variant} --seed {wildcards.seed} "
+           "--checkpoint {wildcards.checkpoint} --eval-set {wildcards.dataset}"
 
 
 rule evaluate:
     input:
-        predictions=str(L.predictions("{variant}", "{dataset}")),
+        predictions=str(L.predictions("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
         manifest=str(L.dataset_manifest("{dataset}")),
     output:
-        metrics=str(L.metrics("{variant}", "{dataset}")),
-        samples=str(L.sample_scores("{variant}", "{dataset}")),
+        metrics=str(L.metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        samples=str(L.sample_scores("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
     params: settings=S.stage_settings("evaluate")
-    log: log_file("evaluate", "{variant}-{dataset}")
+    log: log_file("evaluate", "{variant}-seed{seed}-{checkpoint}-{dataset}")
     threads: cpus("evaluate")
     resources: **resources("evaluate")
     conda: ENV
-    shell: "{RISE} --log {log} evaluate --variant {wildcards.variant} --eval-set {wildcards.dataset}"
+    shell: "{RISE} --log {log} evaluate --variant {wildcards.variant} --seed {wildcards.seed} "
+           "--checkpoint {wildcards.checkpoint} --eval-set {wildcards.dataset}"
 
 
 rule table:
@@ -35,7 +37,9 @@ rule table:
         csv=report(str(L.table("{table}")), caption="../report/table.rst", category="Tables",
                    labels={"table": "{table}"}),
         markdown=str(L.table("{table}").with_suffix(".md")),
-    params: caption=lambda w: S.tables[w.table]["caption"]
+    params:
+        caption=lambda w: S.tables[w.table]["caption"],
+        settings=lambda w: json.dumps({"table": S.tables[w.table], "seeds": S.train["seeds"]}, sort_keys=True),
     log: log_file("table", "{table}")
     conda: ENV
     shell: "{RISE} --log {log} table --name {wildcards.table} && {RISE} --log {log} show --write --name {wildcards.table}"
@@ -52,6 +56,23 @@ rule table_alias:
 
 rule all_tables:
     input: [str(L.table(t)) for t in S.tables]
+
+
+rule sweep:
+    # gIoU/cIoU of every saved checkpoint of every seed, on every dataset of the variant's tables
+    input: sweep_inputs
+    output:
+        csv=str(L.sweep("{variant}")),
+        png=report(str(L.sweep("{variant}").with_suffix(".png")), caption="../report/sweep.rst",
+                   category="Checkpoint sweeps", labels={"variant": "{variant}"}),
+    log: log_file("sweep", "{variant}")
+    conda: ENV
+    shell: "{RISE} --log {log} sweep --variant {wildcards.variant}"
+
+
+rule all_sweeps:
+    # the sweeps listed under `sweeps` in params.yaml
+    input: [str(L.sweep(v)) for v in S.sweeps]
 
 
 rule figure_qualitative:

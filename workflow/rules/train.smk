@@ -1,20 +1,21 @@
 rule train:
-    # GRPO training of a trained variant: a GPU job (several GPUs under `accelerate launch`, rise/launch.py)
+    # GRPO training of one run (seed) of a trained variant: a GPU job (several GPUs under
+    # `accelerate launch`, rise/launch.py); it keeps a checkpoint every train.save_steps
     wildcard_constraints:
         variant="|".join(TRAINED) or "NONE",
     input: unpack(train_inputs)
     output:
-        policy=str(L.policy_ref("{variant}")),
-        curves=str(L.train_curves("{variant}")),
-        figure=report(str(L.train_curves("{variant}").with_suffix(".png")), caption="../report/curves.rst",
-                      category="Training curves", labels={"variant": "{variant}"}),
+        policy=str(L.policy_ref("{variant}", "{seed}")),
+        curves=str(L.train_curves("{variant}", "{seed}")),
+        figure=report(str(L.train_curves("{variant}", "{seed}").with_suffix(".png")), caption="../report/curves.rst",
+                      category="Training curves", labels={"variant": "{variant}", "seed": "{seed}"}),
     params:
-        settings=lambda w: S.stage_settings("train", w.variant),
-    log: log_file("train", "{variant}")
+        settings=lambda w: S.stage_settings("train", w.variant, seed=int(w.seed)),
+    log: log_file("train", "{variant}-seed{seed}")
     threads: cpus("train")
     resources: **resources("train")
     conda: ENV
-    shell: "{RISE} --log {log} launch train --variant {wildcards.variant}"
+    shell: "{RISE} --log {log} launch train --variant {wildcards.variant} --seed {wildcards.seed}"
 
 
 rule base_policy:
@@ -23,9 +24,9 @@ rule base_policy:
         variant="|".join(UNTRAINED) or "NONE",
     input: unpack(train_inputs)
     output:
-        policy=str(L.policy_ref("{variant}")),
-        curves=str(L.train_curves("{variant}")),  # no steps: an empty curve
-    params: settings=lambda w: S.stage_settings("train", w.variant)
-    log: log_file("train", "{variant}")
+        policy=str(L.policy_ref("{variant}", "{seed}")),
+        curves=str(L.train_curves("{variant}", "{seed}")),  # no steps: an empty curve
+    params: settings=lambda w: S.stage_settings("train", w.variant, seed=int(w.seed))
+    log: log_file("train", "{variant}-seed{seed}")
     conda: ENV
-    shell: "{RISE} --log {log} train --variant {wildcards.variant}"
+    shell: "{RISE} --log {log} train --variant {wildcards.variant} --seed {wildcards.seed}"

@@ -1,0 +1,83 @@
+"""Checkpoint sweeps: how each saved checkpoint of a variant scores, and which one a table reads.
+
+A training run keeps its policy every `train.save_steps` (`<run>/step<N>/`, rise/train.py) and at
+the end (`final`). `rise sweep --variant V` gathers the metrics of every checkpoint of every seed
+on every dataset of V's tables into `results/<preset>/sweeps/V.csv`, with a plot of gIoU and cIoU
+against the training step beside it (mean over seeds, one line per dataset, the seeds' range shaded).
+Tables read the `final` checkpoint, or with `checkpoint: best on <dataset>` the one with the best
+gIoU on that dataset, chosen per seed (`chosen_checkpoint`).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from rise.config import FINAL, Settings
+from rise.contracts import atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_step(settings: Settings, variant: str, seed: int, checkpoint: str) -> int:
+    """The training step a checkpoint was saved at (`final`: the run's last step, from its policy.json)."""
+    if checkpoint != FINAL:
+        return int(checkpoint.removeprefix("step"))
+    return int(read_json(settings.layout.policy_ref(variant, seed)).get("steps", 0))
+
+
+def chosen_checkpoint(settings: Settings, variant: str, seed: int, select_on: str | None) -> str:
+    """`final`, or the checkpoint with the best gIoU on `select_on` (the earliest among equals)."""
+    if select_on is None or not settings.variants[variant].train:
+        return FINAL
+    scores = {c: read_json(settings.layout.metrics(variant, select_on, seed, c))["gIoU"]
+              for c in settings.checkpoints(variant)}
+    return max(scores, key=scores.get)
+
+
+def sweep_frame(settings: Settings, variant: str) -> pd.DataFrame:
+    records = []
+    for need in settings.sweep_needs(variant):
+        m = read_json(settings.layout.metrics(need.variant, need.dataset, need.seed, need.checkpoint))
+        records.append({"variant": variant, "seed": need.seed, "checkpoint": need.checkpoint,
+                        "step": checkpoint_step(settings, variant, need.seed, need.checkpoint),
+                        "dataset": need.dataset, "gIoU": round(m["gIoU"], 2), "cIoU": round(m["cIoU"], 2),
+                        "samples": m["n_samples"], "failed parses": m["n_failed_parse"]})
+    return pd.DataFrame.from_records(records)
+
+
+def write_sweep(settings: Settings, variant: str) -> Path:
+    """The sweep's CSV and its PNG (gIoU and cIoU against step, a line per dataset)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = sweep_frame(settings, variant)
+    out = settings.layout.sweep(variant)
+    atomic_write_text(out, df.to_csv(index=False))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    for ax, metric in zip(axes, ("gIoU", "cIoU")):
+        for dataset, part in df.groupby("dataset", sort=False):
+            by_step = part.groupby("step")[metric]
+            mean = by_step.mean()
+            ax.plot(mean.index, mean.values, marker="o", label=dataset)
+            if part["seed"].nunique() > 1:
+                ax.fill_between(mean.index, by_step.min().values, by_step.max().values, alpha=0.2)
+        ax.set_xlabel("GRPO step")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    seeds = df["seed"].nunique()
+    fig.suptitle(f"{variant}: every saved checkpoint ({settings.preset}, {seeds} seed{'s' * (seeds > 1)}"
+                 f"{', mean and range' if seeds > 1 else ''})", fontsize=10)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    png = out.with_suffix(".png")
+    partial = png.with_name(png.stem + ".partial.png")
+    fig.savefig(partial, dpi=100)
+    plt.close(fig)
+    partial.replace(png)
+    log.info("%s: %d checkpoints x %d seeds x %d datasets -> %s", variant, df["checkpoint"].nunique(), seeds,
+             df["dataset"].nunique(), out)
+    return out

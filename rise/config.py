@@ -91,7 +91,7 @@ class Layout:
 
     def train_curves(self, variant: str, seed: int | None = None) -> Path:
         """Per-step training metrics (CSV, for `dvc plots`); the PNG lies beside it."""
-        return self.run_dir / "curves" / self.run_name(variant, seed).with_suffix(".csv")
+        return self.run_dir / "curves" / f"{variant}-seed{self.primary_seed if seed is None else seed}.csv"
 
     def policy_ref(self, variant: str, seed: int | None = None) -> Path:
         """The run's policy and its saved checkpoints (rise/train.py writes it when training ends)."""

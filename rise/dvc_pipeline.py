@@ -168,7 +168,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
                                  f"{P}.launch"),
                 "deps": [*models, f"{RUN}/train/${{item.train_set}}.jsonl"],
                 "outs": [{f"{RUN}/checkpoints/{run_dir}": {"persist": True}}],  # resumes from its latest checkpoint
-                "plots": [f"{RUN}/curves/{run_dir}.csv", f"{RUN}/curves/{run_dir}.png"],
+                "plots": [f"{RUN}/curves/${{key}}.csv", f"{RUN}/curves/${{key}}.png"],
             },
         }
     if untrained:
@@ -179,7 +179,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
                 "params": params("seed", *variant, "train.seeds", f"{P}.overrides.train.seeds"),
                 "deps": models,
                 "outs": [f"{RUN}/checkpoints/{run_dir}"],
-                "plots": [f"{RUN}/curves/{run_dir}.csv"],
+                "plots": [f"{RUN}/curves/${{key}}.csv"],
             },
         }
     scored = f"{run_dir}/${{item.checkpoint}}/${{item.dataset}}"
@@ -245,7 +245,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
 def _plots(s: Settings, run: str, trained: list[dict]) -> list[dict]:
     """`dvc plots show`: one plot per quantity, a line per training run."""
     def curve(r):
-        return f"{run}/curves/{r['variant']}/seed{r['seed']}.csv"
+        return f"{run}/curves/{r['variant']}-seed{r['seed']}.csv"
     plots = [{"reward (total)": {"x": "step", "y": {curve(r): "reward" for r in trained}}}]
     for term in ("semantic", "think_format", "seg_format"):
         # as rise/rewards.py:build_rewards: without CoT, R_think is not applied (nor logged)

@@ -146,7 +146,7 @@ def test_dvc_runs_a_variant_with_metrics_plots_and_a_local_remote(tmp_path):
     plots = sh("dvc plots show --json", root, check=False).stdout
     for plot in ("reward semantic", "reward think_format", "reward seg_format", "KL to the reference policy",
                  "completion length (tokens)"):
-        assert f'"{plot}"' in plots
+        assert f'"dvc.yaml::{plot}"' in plots  # (each pipeline file's plots are named after it)
     # only this variant's settings reach its stages
     params = root / "params.yaml"
     original = params.read_text()

@@ -130,7 +130,7 @@ def test_two_process_training_splits_the_update_over_ranks(demo_project):
     assert ref["trained"] and ref["steps"] == 2
     import pandas as pd
 
-    curve = pd.read_csv(demo_project / "runs/demo/curves/two_ranks_3b/seed0.csv")
+    curve = pd.read_csv(demo_project / "runs/demo/curves/two_ranks_3b-seed0.csv")
     # 2 prompts of the 32-pair training set per update, whichever rank drew them
     assert list(curve["epoch"]) == pytest.approx([2 / 32, 4 / 32])
 

@@ -50,8 +50,8 @@ def test_report_holds_tables_curves_and_captions(demo_run):
         names = z.namelist()
         text = "".join(z.read(n).decode("utf-8", "ignore") for n in names if n.endswith((".html", ".js")))
     files = {Path(n).name for n in names if "/data/raw/" in n}  # report/data/raw/<hash>/<file>
-    assert files == {"table4.csv", "format_only_3b.png", "semantic_only_3b.png", "no_seg_format_3b.png",
-                     "no_think_format_3b.png", "full_3b.png"}
+    assert files == {"table4.csv", "format_only_3b-seed0.png", "semantic_only_3b-seed0.png",
+                     "no_seg_format_3b-seed0.png", "no_think_format_3b-seed0.png", "full_3b-seed0.png"}
     assert "Reward ablation on ReasonSeg test" in text and "Training curves" in text  # table caption, category
     assert "GRPO training of variant" in text  # curve captions
     assert (root / "results/demo/table4.md").read_text().startswith("### table4: Reward ablation")

@@ -9,9 +9,11 @@ for stage, made in PRETRAINED.items():
             model=directory(made["model"]) if made["folder"] else made["model"],
             report=report(made["report"], caption="../report/pretrain.rst", category="Toy pretraining",
                           labels={"model": stage}),
-        params: settings=S.stage_settings("pretrain", stage)
+        params:
+            settings=S.stage_settings("pretrain", stage),
+            model=stage,  # (a shell command is formatted when the job runs, after the loop has ended)
         log: log_file("pretrain", stage)
         threads: cpus("pretrain")
         resources: **resources("pretrain")
         conda: ENV
-        shell: f"{{RISE}} --log {{log}} pretrain --model {stage}"
+        shell: "{RISE} --log {log} pretrain --model {params.model}"

@@ -1,0 +1,48 @@
+"""The toy world through the workflow at a tiny size: pretraining stages, two seeds, the toy
+Table 4 (three of its rows) with mean and std over seeds, and a checkpoint sweep, from `snakemake` alone."""
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import copy_project, sh
+from test_toy import TINY_DIMS
+
+pytestmark = pytest.mark.slow
+
+
+def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
+    small = {"loader": "toy", "n_images": 4, "families": ["classname", "colour", "shape"]}
+    root = copy_project(tmp_path, {"presets": {"toy": {
+        "tables": ["table4"],
+        "pretrain": {"seed": 0,
+                     "clip": {"steps": 2, "batch_size": 8, "learning_rate": 1e-3, "report_scenes": 2},
+                     "sam2": {"steps": 1, "batch_size": 1, "learning_rate": 3e-4, "report_images": 1},
+                     "policy": {"vision_steps": 1, "steps": 2, "one_object_steps": 1, "short_prompt_steps": 1,
+                                "batch_size": 2, "learning_rate": 1e-3, "report_images": 1, "dims": TINY_DIMS}},
+        "datasets": {"refcocog_train": {**small, "split": "train"}, "reasonseg_test": {**small, "split": "test"}},
+        "train_sets": {"refcocog_2k": {"dataset": "refcocog_train", "n": 8}},
+        "overrides": {"train": {"max_steps": 2, "save_steps": 1, "prompts_per_step": 2, "num_generations": 2,
+                                "per_device_batch_size": 4, "seeds": [0, 1]},
+                      "predict": {"max_new_tokens": 24},
+                      "tables": {"table4": {"rows": [{"label": "Base policy (zero-shot)", "variant": "zeroshot_3b"},
+                                                     {"label": "Format-only", "variant": "format_only_3b"},
+                                                     {"label": "RISE (Full)", "variant": "full_3b"}]}}}}}})
+    sh("snakemake results/toy/table4.csv results/toy/sweeps/full_3b.csv --cores 2 --config preset=toy", root,
+       timeout=1800)
+    models = root / "runs/toy/models"
+    for report in ("clip.pt.report.json", "sam2.pt.report.json", "policy.report.json"):
+        assert json.loads((models / report).read_text())["heldout"]  # each stage's held-out report
+    df = pd.read_csv(root / "results/toy/table4.csv").set_index("label")
+    assert list(df.index) == ["Base policy (zero-shot)", "Format-only", "RISE (Full)"]
+    assert list(df["seeds"]) == [1, 2, 2]
+    assert df["reasonseg_test gIoU std"].iloc[1:].notna().all() and pd.isna(df["reasonseg_test gIoU std"].iloc[0])
+    assert df["note"].str.contains("toy world").all() and df["paper reasonseg_test gIoU"].isna().all()
+    full = [json.loads((root / f"runs/toy/metrics/full_3b/seed{k}/final/reasonseg_test.json").read_text())["gIoU"]
+            for k in range(2)]
+    assert df.loc["RISE (Full)", "reasonseg_test gIoU"] == round(sum(full) / 2, 2)
+    sweep = pd.read_csv(root / "results/toy/sweeps/full_3b.csv")
+    assert sorted(set(sweep["step"])) == [1, 2] and sorted(set(sweep["seed"])) == [0, 1]
+    assert (root / "results/toy/sweeps/full_3b.png").exists()
+    again = sh("snakemake results/toy/table4.csv --cores 2 --config preset=toy", root)
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-set", action="append")
     p = sub.add_parser("sweep", help="gIoU/cIoU against training step for every saved checkpoint (CSV + PNG)")
     p.add_argument("--variant", required=True)
+    sub.add_parser("sweep-figure", help="the sweeps listed under `sweeps` on shared axes (figures/sweeps.png)")
     p = sub.add_parser("table", help="write paper tables (default: all)")
     p.add_argument("--name", action="append")
     p = sub.add_parser("launch", help="run a GPU stage on reserved GPUs (CUDA_VISIBLE_DEVICES), under accelerate "
@@ -173,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             code = launch(settings, args.stage, stage_args, cli_args)
             if code:
                 return code  # the stage has said why, in its log
+        elif args.command == "sweep-figure":
+            from rise.sweep import compare_figure
+
+            compare_figure(settings, settings.sweeps, settings.layout.figure("sweeps"))
         elif args.command == "figure":
             from rise.figures import qualitative_figure
 

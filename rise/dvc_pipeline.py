@@ -229,6 +229,13 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             "outs": [f"results/{preset}/sweeps/{v}.csv"],
             "plots": [f"results/{preset}/sweeps/{v}.png"],
         }
+    if s.sweeps:
+        stages["figure_sweeps"] = {
+            "cmd": f"{rise('figure', 'sweeps')} sweep-figure",
+            "params": params("sweeps"),
+            "deps": [f"results/{preset}/sweeps/{v}.csv" for v in s.sweeps],
+            "plots": [f"results/{preset}/figures/sweeps.png"],
+        }
     q = s.figures.get("qualitative")
     if q:
         stages["figure_qualitative"] = {

@@ -81,3 +81,38 @@ def write_sweep(settings: Settings, variant: str) -> Path:
     log.info("%s: %d checkpoints x %d seeds x %d datasets -> %s", variant, df["checkpoint"].nunique(), seeds,
              df["dataset"].nunique(), out)
     return out
+
+
+def compare_figure(settings: Settings, variants: list[str], out: Path) -> Path:
+    """Held-out gIoU against the training step for several variants on shared axes (one panel per
+    dataset they share): the mean over seeds, the seeds' range shaded. Reads the sweeps' CSVs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = {v: pd.read_csv(settings.layout.sweep(v)) for v in variants}
+    datasets = [d for d in dict.fromkeys(d for f in frames.values() for d in f["dataset"])
+                if all(d in set(f["dataset"]) for f in frames.values())]
+    fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5 * max(len(datasets), 1), 3.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for v, f in frames.items():
+            by_step = f[f["dataset"] == dataset].groupby("step")["gIoU"]
+            mean = by_step.mean()
+            ax.plot(mean.index, mean.values, marker="o", label=f"{v} ({f['seed'].nunique()} seeds)")
+            ax.fill_between(mean.index, by_step.min().values, by_step.max().values, alpha=0.2)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel("GRPO step")
+        ax.set_ylabel("gIoU")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"gIoU of every saved checkpoint ({settings.preset} preset): mean over seeds, range shaded",
+                 fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.stem + ".partial.png")
+    fig.savefig(partial, dpi=100)
+    plt.close(fig)
+    partial.replace(out)
+    log.info("sweeps of %s -> %s", ", ".join(variants), out)
+    return out

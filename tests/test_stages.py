@@ -45,7 +45,7 @@ def test_grpo_training_runs_and_saves_a_loadable_policy(in_demo, variant):
 def test_seeds_are_runs_of_their_own_and_a_sweep_reads_every_checkpoint(in_demo, monkeypatch):
     import json
 
-    from rise.sweep import write_sweep
+    from rise.sweep import compare_figure, write_sweep
 
     monkeypatch.setattr(PolicyRunner, "generate", fake_generate)
     in_demo.train["seeds"] = [0, 1]
@@ -64,6 +64,7 @@ def test_seeds_are_runs_of_their_own_and_a_sweep_reads_every_checkpoint(in_demo,
     assert sorted(zip(sweep["seed"], sweep["checkpoint"], sweep["step"])) == [
         (0, "final", 2), (0, "step1", 1), (1, "final", 2), (1, "step1", 1)]
     assert in_demo.layout.sweep("full_3b").with_suffix(".png").stat().st_size > 0
+    assert compare_figure(in_demo, ["full_3b"], in_demo.layout.figure("sweeps")).stat().st_size > 0
     metrics = read_json(in_demo.layout.metrics("full_3b", "reasonseg_test", 1, "step1"))
     assert (metrics["seed"], metrics["checkpoint"]) == (1, "step1")
     row = sweep[(sweep["seed"] == 1) & (sweep["checkpoint"] == "step1")].iloc[0]

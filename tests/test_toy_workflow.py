@@ -28,7 +28,7 @@ def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
                       "tables": {"table4": {"rows": [{"label": "Base policy (zero-shot)", "variant": "zeroshot_3b"},
                                                      {"label": "Format-only", "variant": "format_only_3b"},
                                                      {"label": "RISE (Full)", "variant": "full_3b"}]}}}}}})
-    sh("snakemake results/toy/table4.csv results/toy/sweeps/full_3b.csv --cores 2 --config preset=toy", root,
+    sh("snakemake results/toy/table4.csv all_sweeps --cores 2 --config preset=toy", root,
        timeout=1800)
     models = root / "runs/toy/models"
     for report in ("clip.pt.report.json", "sam2.pt.report.json", "policy.report.json"):
@@ -43,6 +43,6 @@ def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
     assert df.loc["RISE (Full)", "reasonseg_test gIoU"] == round(sum(full) / 2, 2)
     sweep = pd.read_csv(root / "results/toy/sweeps/full_3b.csv")
     assert sorted(set(sweep["step"])) == [1, 2] and sorted(set(sweep["seed"])) == [0, 1]
-    assert (root / "results/toy/sweeps/full_3b.png").exists()
+    assert (root / "results/toy/sweeps/full_3b.png").exists() and (root / "results/toy/figures/sweeps.png").exists()
     again = sh("snakemake results/toy/table4.csv --cores 2 --config preset=toy", root)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -45,7 +45,8 @@ if workflow.is_main_process and workflow.resource_settings.nodes is None and "gp
     workflow.register_resource("gpu", len(local_gpus()))
 
 # Cheap steps run in the Snakemake process itself, also on a cluster (no job, no queue).
-localrules: all, all_tables, all_sweeps, table, table_alias, sweep, sample_train, base_policy, figure_qualitative
+localrules: all, all_tables, all_sweeps, table, table_alias, sweep, figure_sweeps, sample_train, base_policy,
+    figure_qualitative
 
 wildcard_constraints:
     variant="|".join(S.variants),

@@ -70,9 +70,18 @@ rule sweep:
     shell: "{RISE} --log {log} sweep --variant {wildcards.variant}"
 
 
-rule all_sweeps:
-    # the sweeps listed under `sweeps` in params.yaml
+rule figure_sweeps:
+    # the sweeps listed under `sweeps` on shared axes: held-out gIoU against the GRPO step
     input: [str(L.sweep(v)) for v in S.sweeps]
+    output: report(str(L.figure("sweeps")), caption="../report/sweeps.rst", category="Checkpoint sweeps")
+    log: log_file("figure", "sweeps")
+    conda: ENV
+    shell: "{RISE} --log {log} sweep-figure"
+
+
+rule all_sweeps:
+    # the sweeps listed under `sweeps` in params.yaml, and their figure
+    input: [str(L.sweep(v)) for v in S.sweeps], str(L.figure("sweeps")) if S.sweeps else []
 
 
 rule figure_qualitative:

@@ -158,15 +158,76 @@ def test_toy_tokenizer_writes_coordinates_as_single_tokens(tmp_path):
     assert len(numbers) >= 8
 
 
+def test_nonce_words_are_whole_tokens_that_no_family_uses(tmp_path):
+    from transformers import AutoProcessor
+
+    from rise.toy.policy import build_toy_policy
+
+    build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
+    tok = AutoProcessor.from_pretrained(tmp_path / "p").tokenizer
+    family_words = set()
+    rng = random.Random(0)
+    for _ in range(200):
+        objects = make_scene(rng, 4)
+        for family in world.FAMILIES:
+            family_words |= {w for text, _ in instructions(objects, family) for w in text.split()}
+    nonce_pieces = set()
+    for word in world.NONCE_WORDS:
+        pieces = tok.tokenize(f" {word}")
+        assert len(pieces) == 1, (word, pieces)
+        nonce_pieces |= set(pieces)
+    assert not family_words & set(world.NONCE_WORDS)
+    assert not nonce_pieces & {p for w in family_words for p in tok.tokenize(f" {w}")}
+
+
 def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     from rise.toy.policy import build_toy_policy, policy_report, pretrain_policy
 
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
-    trained = pretrain_policy(out, steps=2, one_object_steps=1, batch_size=2)
-    assert trained["steps"] == 2
+    trained = pretrain_policy(out, steps=2, one_object_steps=1, short_prompt_steps=1, segzero_share=0.5,
+                              nonce_share=0.5, batch_size=2)
+    assert trained["steps"] == 2 and trained["nonce_share"] == 0.5
     report = policy_report(out, families=("base", "classname"), n_images=2, batch_size=2)
     assert set(report) == {"base", "classname", "example"}
     assert 0 <= report["base"]["hit_rate"] <= 1
+
+
+def test_choice_distribution_is_the_probability_of_writing_each_objects_cell(tmp_path):
+    """Checked against the log-probabilities of the row and column tokens of each object's full
+    answer, read from one teacher-forced pass (a different code path: no prefixes, no padding)."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from rise.prompts import conversation
+    from rise.toy.policy import build_toy_policy, choice_distribution, choice_report
+
+    out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
+    processor = AutoProcessor.from_pretrained(out)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out).eval()
+    stream = scenes(0, "t")
+    samples = []
+    for _ in range(3):
+        objects, image = next(stream)
+        text, target = instructions(objects, "shape")[0] if instructions(objects, "shape") else ("the blicket", 0)
+        samples.append((text, image, objects, target))
+    dist = choice_distribution(model, processor, samples, batch_size=3)
+    tok = processor.tokenizer
+    for (text, image, objects, target), d in zip(samples, dist):
+        prompt = processor.apply_chat_template(conversation(text), add_generation_prompt=True, tokenize=False)
+        for o, p in zip(objects, d["per_object"]):
+            batch = processor(text=[prompt + answer_text(text, o)], images=[image], return_tensors="pt")
+            with torch.no_grad():
+                logp = torch.log_softmax(model(**batch).logits[0], -1)
+            ids = batch["input_ids"][0].tolist()
+            row_id, col_id = (tok.convert_tokens_to_ids(tok.tokenize(f" {k}"))[0] for k in (o.row + 1, o.col + 1))
+            start = len(processor(text=[prompt], images=[image])["input_ids"][0])
+            at_row = ids.index(row_id, start)
+            at_col = ids.index(col_id, at_row + 1)
+            expected = float(torch.exp(logp[at_row - 1, row_id] + logp[at_col - 1, col_id]))
+            assert p == pytest.approx(expected, rel=1e-3, abs=1e-7)
+        assert d["target"] == d["per_object"][target] and d["objects"] <= 1 + 1e-6
+    report = choice_report(out, families=("base", "colour"), n_images=2)
+    assert 0 <= report["base"]["p_target"] <= report["base"]["p_objects"] <= 1
+    assert 0 <= report["colour"]["mixed_groups"] <= 1
 
 
 def test_box_iou():
@@ -202,12 +263,30 @@ def test_pretrain_settings_missing_names_the_setting(tmp_path):
         pretrain_settings(settings)
 
 
+def test_token_targets_place_only_objects_when_the_floor_has_no_position():
+    from rise.toy.policy import token_targets
+    from rise.toy.world import GRID
+
+    objects = make_scene(random.Random(4), 3)
+    placed, unplaced = token_targets(objects, True), token_targets(objects, False)
+    cells = {o.row * GRID + o.col: o for o in objects}
+    for k in range(GRID * GRID):
+        assert placed["row"][k] == k // GRID and placed["col"][k] == k % GRID
+        if k in cells:
+            assert (unplaced["row"][k], unplaced["col"][k]) == (cells[k].row, cells[k].col)
+            assert unplaced["shape"][k] == ("circle", "square", "triangle").index(cells[k].shape)
+        else:
+            assert unplaced["row"][k] == GRID and unplaced["col"][k] == GRID and unplaced["shape"][k] == 3
+    assert torch.equal(placed["colour"], unplaced["colour"])
+
+
 def test_vision_tower_pretraining_runs_at_a_tiny_size(tmp_path):
     from rise.toy.policy import build_toy_policy, pretrain_vision
 
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
-    trained = pretrain_vision(out, steps=2, batch_size=2)
-    assert set(trained["token_accuracy"]) == {"row", "col", "colour", "shape"}
+    for floor_position in (True, False):
+        trained = pretrain_vision(out, steps=2, batch_size=2, floor_position=floor_position)
+        assert set(trained["token_accuracy"]) == {"row", "col", "colour", "shape"}
 
 
 # --------------------------------------------------------------------------------------------- entries
@@ -292,3 +371,29 @@ def test_family_scores_counts_a_box_on_the_target_cell_as_a_hit(tmp_path):
     scores = family_scores(settings, "v", "reasonseg_test")
     hits = sum(s["hit_rate"] * sum(r["kind"] == kind for r in rows) for kind, s in scores.items())
     assert round(hits) == (len(rows) + 1) // 2
+
+
+def test_summarise_gives_mean_and_seed_standard_deviation_per_variant():
+    from rise.toy.measure import summarise
+
+    def record(variant, seed, giou, hit):
+        return {"variant": variant, "seed": seed, "gIoU": giou, "cIoU": giou / 2,
+                "families": {"colour": {"gIoU": giou, "hit_rate": hit}}}
+
+    rows = summarise([record("full_3b", 0, 50.0, 0.5), record("full_3b", 1, 54.0, 0.7),
+                      record("format_only_3b", 0, 30.0, 0.3)])
+    full, fmt = rows
+    assert full["variant"] == "full_3b" and full["seeds"] == 2
+    assert full["gIoU"] == 52.0 and full["gIoU std"] == pytest.approx(2.83, abs=0.01)
+    assert full["cIoU std"] == pytest.approx(1.41, abs=0.01) and full["hit_rate"]["colour"] == 0.6
+    assert fmt["gIoU std"] == 0.0
+
+
+def test_measure_entry_refuses_a_setting_without_a_value(tmp_path):
+    import subprocess
+    import sys
+
+    root, _ = tiny_toy_project(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "rise.toy", "measure", "--root", str(tmp_path / "run"),
+                           "--variants", "full_3b", "--set", "beta"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--set beta" in proc.stderr

@@ -3,8 +3,10 @@
   pretrain clip|sam2|policy   train one model from scratch where presets.<preset>.models names it,
                               with its held-out report beside it (<model>.report.json)
   prepare-data NAME...        write the manifests of datasets with `loader: toy`
-  measure --root DIR --seed N --variants A,B [--learning-rate X --steps N --temperature T]
-                              GRPO variants through train, predict and evaluate (rise/toy/measure.py)
+  measure --root DIR --seeds 0,1,2 --variants A,B [--learning-rate X --steps N --temperature T
+          --set KEY=VALUE ...]    GRPO variants through train, predict and evaluate, each seed in
+                              DIR/seed-N (rise/toy/measure.py); prints one record per run, then
+                              the mean and standard deviation over seeds per variant
 Errors a user can fix print as one line naming the file or setting, with exit code 2.
 """
 from __future__ import annotations
@@ -25,12 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("datasets", nargs="+")
     p = sub.add_parser("measure", help="GRPO variants through the real stages, one seed, in their own run folder")
     p.add_argument("--root", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="GRPO seeds, comma-separated; each runs in ROOT/seed-N")
     p.add_argument("--variants", required=True)
     p.add_argument("--eval-set", default="reasonseg_test")
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--steps", type=int)
     p.add_argument("--temperature", type=float)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any train setting for these runs, the value read as YAML (e.g. --set beta=0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("httpx", "urllib3", "filelock"):
@@ -47,13 +51,31 @@ def main(argv: list[str] | None = None) -> int:
             print(pretrain(settings, args.stage))
         elif args.command == "measure":
             import json
+            from pathlib import Path
 
-            from rise.toy.measure import measure
+            import yaml
+
+            from rise.toy.measure import measure, summarise
 
             chosen = {"learning_rate": args.learning_rate, "max_steps": args.steps, "temperature": args.temperature}
-            for record in measure(args.params, args.root, args.seed, args.variants.split(","), preset=args.preset,
-                                  eval_set=args.eval_set, overrides={k: v for k, v in chosen.items() if v is not None}):
-                print(json.dumps(record))
+            for item in args.set:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise RiseError(f"--set {item}: expected KEY=VALUE (a train setting)")
+                chosen[key] = yaml.safe_load(value)
+            records = []
+            try:
+                seeds = [int(s) for s in args.seeds.split(",")]
+            except ValueError:
+                raise RiseError(f"--seeds {args.seeds}: expected whole numbers separated by commas") from None
+            for seed in seeds:
+                for record in measure(args.params, Path(args.root) / f"seed-{seed}", seed, args.variants.split(","),
+                                      preset=args.preset, eval_set=args.eval_set,
+                                      overrides={k: v for k, v in chosen.items() if v is not None}):
+                    print(json.dumps(record), flush=True)
+                    records.append(record)
+            for row in summarise(records):
+                print(json.dumps({"summary": row}))
         else:
             for name in args.datasets:
                 if name not in settings.datasets:

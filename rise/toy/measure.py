@@ -42,6 +42,44 @@ def family_scores(settings, variant: str, eval_set: str) -> dict:
             for k, v in ious.items()}
 
 
+def training_signal(settings, variant: str, window: int = 10) -> dict:
+    """What GRPO saw, from the variant's per-step curve: R_sem in the first and last `window` steps,
+    and the share of prompts whose group of generations all scored the same (no advantage)."""
+    path = settings.layout.train_curves(variant)
+    steps = list(csv.DictReader(open(path))) if path.exists() else []
+    if not steps:
+        return {}
+
+    def mean(key, part):
+        values = [float(r[key]) for r in part if r.get(key) not in (None, "")]
+        return round(float(np.mean(values)), 3) if values else None
+
+    head, tail = steps[:window], steps[-window:]
+    return {"steps": len(steps), "semantic_first": mean("rewards/semantic/mean", head),
+            "semantic_last": mean("rewards/semantic/mean", tail),
+            "zero_std_groups_first": mean("frac_reward_zero_std", head),
+            "zero_std_groups_last": mean("frac_reward_zero_std", tail),
+            "entropy_first": mean("entropy", head), "entropy_last": mean("entropy", tail)}
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """Mean and standard deviation over seeds of each variant's gIoU, cIoU and hit rates."""
+    by_variant: dict[str, list[dict]] = {}
+    for r in records:
+        by_variant.setdefault(r["variant"], []).append(r)
+    out = []
+    for v, rs in by_variant.items():
+        row = {"variant": v, "seeds": len(rs)}
+        for key in ("gIoU", "cIoU"):
+            values = np.array([r[key] for r in rs], dtype=float)
+            row[key] = round(float(values.mean()), 2)
+            row[f"{key} std"] = round(float(values.std(ddof=1)), 2) if len(values) > 1 else 0.0
+        row["hit_rate"] = {k: round(float(np.mean([r["families"][k]["hit_rate"] for r in rs])), 3)
+                           for k in rs[0]["families"]}
+        out.append(row)
+    return out
+
+
 def measure(params: str | Path, root: str | Path, seed: int, variants: list[str], *, preset: str = "toy",
             eval_set: str = "reasonseg_test", overrides: dict | None = None) -> list[dict]:
     """Data at the preset's seed (shared by every seed), GRPO at `seed`; returns one record per variant."""
@@ -75,6 +113,7 @@ def measure(params: str | Path, root: str | Path, seed: int, variants: list[str]
         records.append({"variant": v, "seed": seed, "train": {k: settings.train[k] for k in overrides or {}},
                         "gIoU": round(metrics["gIoU"], 2), "cIoU": round(metrics["cIoU"], 2),
                         "failed_parses": metrics["n_failed_parse"], "train_seconds": round(trained),
-                        "families": family_scores(settings, v, eval_set)})
+                        "families": family_scores(settings, v, eval_set),
+                        "signal": training_signal(settings, v)})
         log.info("toy measure: %s", records[-1])
     return records

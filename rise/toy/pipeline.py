@@ -71,16 +71,19 @@ def pretrain(settings: Settings, stage: str) -> Path:
         report = sam2_report(out, config=sam["config"], image_size=sam["image_size"], seed=seed,
                              n_images=s.get("report_images", 100))
     elif stage == "policy":
-        from rise.toy.policy import build_toy_policy, policy_report, pretrain_policy, pretrain_vision
+        from rise.toy.policy import build_toy_policy, choice_report, policy_report, pretrain_policy, pretrain_vision
 
         out, s = policy_dir(settings), p["policy"]
         build_toy_policy(out, seed=seed, dims=s.get("dims"))
-        vision = pretrain_vision(out, steps=s["vision_steps"], seed=seed)
+        vision = pretrain_vision(out, steps=s["vision_steps"], seed=seed,
+                                 floor_position=s.get("vision_floor_position", True))
         trained = pretrain_policy(out, steps=s["steps"], one_object_steps=s["one_object_steps"],
-                                  short_prompt_steps=s.get("short_prompt_steps", 0), seed=seed,
-                                  batch_size=s["batch_size"], learning_rate=s["learning_rate"])
+                                  short_prompt_steps=s.get("short_prompt_steps", 0),
+                                  segzero_share=s.get("segzero_share", 0.0), nonce_share=s.get("nonce_share", 0.0),
+                                  seed=seed, batch_size=s["batch_size"], learning_rate=s["learning_rate"])
         trained = {"vision_tower": vision, "answers": trained}
-        report = policy_report(out, seed=seed, n_images=s.get("report_images", 64))
+        report = {"greedy": policy_report(out, seed=seed, n_images=s.get("report_images", 64)),
+                  "sampled": choice_report(out, seed=seed, n_images=s.get("report_images", 64))}
     else:
         raise ConfigError(f"unknown toy pretraining stage '{stage}' (known: {STAGES})")
     result = report_file(out)

@@ -20,8 +20,8 @@ import torch
 from rise.answer import parse_answer
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
-from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, SIZE, SIZE_WORDS, answer_text, instructions,
-                            make_scene, render, scenes, split_seed)
+from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, NONCE_WORDS, SIZE, SIZE_WORDS, answer_text,
+                            instructions, make_scene, render, scenes, split_seed)
 from rise.warmup import answer_batch
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ def toy_corpus() -> list[str]:
             for cot, points in itertools.product((True, False), repeat=2):
                 texts.append(build_prompt(instr, cot=cot, points=points))
             texts.append(QWEN_GROUNDING.format(q=instr) + ' [{"bbox_2d": [0, 28, 56, 84], "label": "' + instr + '"}]')
+    for word in NONCE_WORDS:  # whole tokens of their own, sharing no piece with a family's words
+        for cot, points in itertools.product((True, False), repeat=2):
+            texts.append(build_prompt(f"the {word}", cot=cot, points=points))
     rng = random.Random(0)
     for _ in range(400):  # every cell's answer, many times, so coordinates become single tokens
         obj = make_scene(rng, 1)[0]
@@ -79,12 +82,32 @@ def build_toy_policy(out_dir: str | Path, *, seed: int = 0, dims: dict | None = 
     return out
 
 
+def token_targets(objects, floor_position: bool = True) -> dict[str, torch.Tensor]:
+    """Per merged visual token (row-major): colour and shape (the last class: floor) and row and
+    column (for a floor token its own place, or with `floor_position` false the class GRID: none)."""
+    n = GRID * GRID
+    place = torch.arange(n)
+    targets = {"colour": torch.full((n,), len(COLOURS)), "shape": torch.full((n,), len(SHAPES)),
+               "row": place // GRID if floor_position else torch.full((n,), GRID),
+               "col": place % GRID if floor_position else torch.full((n,), GRID)}
+    for o in objects:
+        k = o.row * GRID + o.col
+        targets["colour"][k], targets["shape"][k] = list(COLOURS).index(o.colour), SHAPES.index(o.shape)
+        targets["row"][k], targets["col"][k] = o.row, o.col
+    return targets
+
+
 def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_size: int = 32,
-                    learning_rate: float = 3e-3) -> dict:
+                    learning_rate: float = 3e-3, floor_position: bool = True) -> dict:
     """The vision tower alone, per visual token: what is in this cell (colour, shape or floor) and
     where it is (row, column); the analogue of Qwen2.5-VL's separately pretrained ViT. Without it
     a from-scratch tower's tokens barely differ (docs/toy.md) and the language model never learns
-    to look at the right one. Linear heads are dropped afterwards; the tower is saved in place."""
+    to look at the right one. Linear heads are dropped afterwards; the tower is saved in place.
+
+    With `floor_position: false` only an object's token is taught its row and column (a floor
+    token's target is "no object"): the average of all image tokens then carries where the
+    objects are, so the answer's row and column can be learnt before attention has learnt to pick
+    a token (docs/toy.md: with every token placed, that average is the same for every image)."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     rng = random.Random(split_seed(seed, "vision_pretrain"))
@@ -94,33 +117,24 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir)
     visual = model.model.visual
     width = model.config.vision_config.out_hidden_size
-    colours, shapes = list(COLOURS), list(SHAPES)
-    heads = torch.nn.ModuleDict({"row": torch.nn.Linear(width, GRID), "col": torch.nn.Linear(width, GRID),
-                                 "colour": torch.nn.Linear(width, len(colours) + 1),
-                                 "shape": torch.nn.Linear(width, len(shapes) + 1)})
+    places = GRID if floor_position else GRID + 1  # the extra class: a floor token, no object here
+    heads = torch.nn.ModuleDict({"row": torch.nn.Linear(width, places), "col": torch.nn.Linear(width, places),
+                                 "colour": torch.nn.Linear(width, len(COLOURS) + 1),
+                                 "shape": torch.nn.Linear(width, len(SHAPES) + 1)})
     params = list(visual.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
-    rows = torch.arange(GRID * GRID) // GRID
-    cols = torch.arange(GRID * GRID) % GRID
     start = time.perf_counter()
     for step in range(steps):
-        images, colour_t, shape_t = [], [], []
+        images, per_image = [], []
         for _ in range(batch_size):
             objects = make_scene(rng, rng.randint(1, 4))
             images.append(render(objects, noise))
-            c = torch.full((GRID * GRID,), len(colours))
-            s = torch.full((GRID * GRID,), len(shapes))
-            for o in objects:
-                c[o.row * GRID + o.col] = colours.index(o.colour)
-                s[o.row * GRID + o.col] = shapes.index(o.shape)
-            colour_t.append(c)
-            shape_t.append(s)
+            per_image.append(token_targets(objects, floor_position))
         batch = processor.image_processor(images=images, return_tensors="pt")
         out = visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
         tokens = out.pooler_output.view(batch_size, GRID * GRID, width)  # row-major merged tokens
-        targets = {"row": rows.repeat(batch_size), "col": cols.repeat(batch_size),
-                   "colour": torch.cat(colour_t), "shape": torch.cat(shape_t)}
+        targets = {k: torch.cat([t[k] for t in per_image]) for k in heads}
         flat = tokens.reshape(-1, width)
         losses = {k: torch.nn.functional.cross_entropy(heads[k](flat), targets[k]) for k in heads}
         loss = sum(losses.values())
@@ -140,12 +154,19 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
 
 
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, short_prompt_steps: int = 0,
-                    seed: int = 0, batch_size: int = 16, learning_rate: float = 1e-3, family: str = "base") -> dict:
+                    segzero_share: float = 0.0, nonce_share: float = 0.0, seed: int = 0, batch_size: int = 16,
+                    learning_rate: float = 1e-3, family: str = "base") -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
 
     The first `short_prompt_steps` ask with Qwen2.5-VL's short grounding prompt (about 15 text
     tokens instead of Seg-Zero's 160): the same answer is learnt 3-4x faster per step, and the
-    image tokens are a larger share of what attention sees; the rest use Seg-Zero's prompt."""
+    image tokens are a larger share of what attention sees; after the one-object steps,
+    `segzero_share` of their examples ask with Seg-Zero's prompt already, and every later step does.
+
+    `nonce_share` of the examples with several objects name a made-up word (NONCE_WORDS) whose
+    answer is a random object of the scene: the policy learns that a word it cannot read leaves
+    every object equally likely, so on the words RISE trains on its samples spread over the objects
+    instead of repeating one guess (what GRPO needs to compare answers; docs/toy.md)."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     rng = random.Random(split_seed(seed, "policy_pretrain"))
@@ -167,11 +188,15 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
         prompts, fulls, images = [], [], []
         while len(prompts) < batch_size:
             objects = make_scene(rng, 1 if step < one_object_steps else rng.randint(2, 4))
-            options = instructions(objects, family)
-            if not options:
-                continue
-            text, target = rng.choice(options)
-            style = "qwen_grounding" if step < short_prompt_steps else "segzero"
+            if len(objects) > 1 and rng.random() < nonce_share:
+                text, target = f"the {rng.choice(NONCE_WORDS)}", rng.randrange(len(objects))
+            else:
+                options = instructions(objects, family)
+                if not options:
+                    continue
+                text, target = rng.choice(options)
+            short = step < one_object_steps or (step < short_prompt_steps and rng.random() >= segzero_share)
+            style = "qwen_grounding" if short else "segzero"
             prompt = processor.apply_chat_template(conversation(text, cot=True, points=True, style=style),
                                                    add_generation_prompt=True, tokenize=False)
             prompts.append(prompt)
@@ -197,7 +222,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     seconds = time.perf_counter() - start
     model.save_pretrained(policy_dir)
     return {"steps": steps, "one_object_steps": one_object_steps, "short_prompt_steps": short_prompt_steps,
-            "seconds": round(seconds, 1),
+            "segzero_share": segzero_share, "nonce_share": nonce_share, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4)}
 
@@ -237,4 +262,67 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
                           "cell_box_iou": round(float(np.mean(ious)), 4),
                           "hit_rate": round(float(np.mean([i >= 0.5 for i in ious])), 4)}
     report["example"] = texts[0] if texts else ""
+    return report
+
+
+@torch.no_grad()
+def choice_distribution(model, processor, samples: list[tuple], *, batch_size: int = 16,
+                        temperature: float = 1.0) -> list[dict]:
+    """The policy's exact probability of picking each object (at `temperature`), read from the
+    think block's row and column tokens: P(object) = P(row) x P(column | row), each teacher-forced
+    after "<think>{instruction} is in row". samples: (instruction, image, objects, target index).
+    Returns per sample the probability of the target and of landing on any object's cell."""
+    tok = processor.tokenizer
+    cell_ids = [tok.convert_tokens_to_ids(tok.tokenize(f" {k}"))[0] for k in range(1, GRID + 1)]
+    processor.tokenizer.padding_side = "right"
+    queries = []  # (sample index, row or None, prefix text)
+    for i, (text, _, objects, _) in enumerate(samples):
+        prompt = processor.apply_chat_template(conversation(text, cot=True, points=True), add_generation_prompt=True,
+                                               tokenize=False)
+        queries.append((i, None, prompt + f"<think>{text} is in row"))
+        for row in sorted({o.row for o in objects}):
+            queries.append((i, row, prompt + f"<think>{text} is in row {row + 1}, column"))
+    probs = {}
+    for start in range(0, len(queries), batch_size):
+        chunk = queries[start:start + batch_size]
+        batch = processor(text=[q[2] for q in chunk], images=[samples[q[0]][1] for q in chunk], padding=True,
+                          return_tensors="pt")
+        logits = model(**batch).logits
+        last = batch["attention_mask"].sum(1) - 1
+        p = torch.softmax(logits[torch.arange(len(chunk)), last] / temperature, dim=-1)[:, cell_ids]
+        for (i, row, _), dist in zip(chunk, p):
+            probs[(i, row)] = dist
+    out = []
+    for i, (_, _, objects, target) in enumerate(samples):
+        per_object = [float(probs[(i, None)][o.row] * probs[(i, o.row)][o.col]) for o in objects]
+        out.append({"target": per_object[target], "objects": sum(per_object), "per_object": per_object})
+    return out
+
+
+def choice_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 64,
+                  group: int = 8, temperature: float = 1.0) -> dict:
+    """Per family, on held-out scenes: the mean probability of sampling the target's cell, of
+    sampling some object's cell, and the share of GRPO groups of `group` samples expected to hold
+    both a hit and a miss (1 - p^n - (1-p)^n): the groups whose advantage can teach which object
+    is meant."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(policy_dir)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
+    samples = []
+    stream = scenes(seed, "policy_heldout")
+    for _ in range(n_images):
+        objects, image = next(stream)
+        for family in families:
+            for text, target in instructions(objects, family)[:1]:
+                samples.append((text, image, objects, target, family))
+    dist = choice_distribution(model, processor, [s[:4] for s in samples], temperature=temperature)
+    report = {}
+    for family in families:
+        ps = [(d, s) for d, s in zip(dist, samples) if s[4] == family]
+        target = np.array([d["target"] for d, _ in ps])
+        report[family] = {"n": len(ps), "p_target": round(float(target.mean()), 4),
+                          "p_objects": round(float(np.mean([d["objects"] for d, _ in ps])), 4),
+                          "chance": round(float(np.mean([1 / len(s[2]) for _, s in ps])), 4),
+                          "mixed_groups": round(float(np.mean(1 - target ** group - (1 - target) ** group)), 4)}
     return report

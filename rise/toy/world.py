@@ -37,6 +37,9 @@ CLASS_NAMES = {
     ("yellow", "triangle"): "pyramid", ("green", "triangle"): "tree", ("blue", "triangle"): "sail",
 }
 FAMILIES = ("base", "classname", "colour", "shape")
+# Made-up words the policy's pretraining uses for "some object, I cannot tell which": each names a
+# randomly chosen object of its scene. No family RISE trains or evaluates on uses them.
+NONCE_WORDS = ("blicket", "dax", "wug", "fep", "zorp", "kiki", "roke", "gazzer", "tufa", "modi", "pilk", "jeb")
 
 
 @dataclass

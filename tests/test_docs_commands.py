@@ -19,12 +19,20 @@ PROGRAMS = ("snakemake", "rise", "dvc")
 
 
 def documented_commands() -> list[str]:
-    """Code spans of the README that start with a program, and the commands in the usage comments at
+    """Code spans of the README that start with a program, command lines in the code blocks of docs/,
+    and the commands in the usage comments at
     the top of the Snakefile, each dvc.yaml and the profiles. `rise launch` alone names the entry: the
     rules and stages call it with their arguments."""
     found = []
     for line in (ROOT / "README.md").read_text().splitlines():
         found += re.findall(r"`((?:%s) [^`]+)`" % "|".join(PROGRAMS), line)
+    for doc in sorted((ROOT / "docs").glob("*.md")):  # command lines of the guides' code blocks
+        fenced = False
+        for line in doc.read_text().splitlines():
+            if line.startswith("```"):
+                fenced = not fenced
+            elif fenced and re.match(r"(?:%s) " % "|".join(PROGRAMS), line):
+                found.append(line.split("  #")[0].strip())
     headers = [ROOT / "Snakefile", ROOT / "dvc.yaml", *sorted((ROOT / "pipelines").glob("*/dvc.yaml")),
                *sorted((ROOT / "workflow" / "profiles").glob("*/config.yaml"))]
     for path in headers:

@@ -31,14 +31,15 @@ def choose_samples(manifest: list[dict], preds: dict, n: int, seed: int, sample_
 
 
 def _overlay(ax, image, mask, colour, outline=None):
-    """The image, a mask filled in `colour`, and the ground truth's outline (bright green, dashed)."""
+    """The image, a mask filled in `colour`, and the ground truth's outline (magenta, dashed: a colour
+    no demo or toy shape has)."""
     ax.imshow(image)
     if mask is not None:
         rgba = np.zeros((*mask.shape, 4))
         rgba[mask] = (*colour, 0.45)
         ax.imshow(rgba)
     if outline is not None and outline.any():
-        ax.contour(outline.astype(float), levels=[0.5], colors=["lime"], linewidths=1.6, linestyles="--")
+        ax.contour(outline.astype(float), levels=[0.5], colors=["magenta"], linewidths=1.6, linestyles="--")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -67,7 +68,7 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
     for row, sample in zip(axes, samples):
         image = np.asarray(open_rgb(sample["image"]))
         gt = decode_mask(sample["mask"])
-        _overlay(row[0], image, gt, (0.1, 0.8, 0.2), outline=gt)
+        _overlay(row[0], image, gt, (1.0, 0.0, 1.0), outline=gt)
         row[0].set_title(textwrap.fill(f"ground truth: {sample['instruction']}", 40), fontsize=8)
         for ax, variant in zip(row[1:], variants):
             p = preds[variant][sample["sample_id"]]
@@ -83,7 +84,7 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
             reasoning = p["raw_text"].split("</think>")[0].replace("<think>", "").strip() or "(no reasoning text)"
             ax.set_xlabel(textwrap.fill(reasoning[:300], 45), fontsize=6)
     fig.suptitle(f"{dataset} ({settings.preset} preset; seed {settings.layout.primary_seed}, final checkpoint): "
-                 "ground truth outlined in green, predicted box yellow, points cyan, mask red", fontsize=9)
+                 "ground truth outlined in magenta,\npredicted box yellow, points cyan, mask red", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.png")

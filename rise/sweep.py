@@ -106,7 +106,7 @@ def compare_figure(settings: Settings, variants: list[str], out: Path) -> Path:
         ax.set_ylabel("gIoU")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"gIoU of every saved checkpoint ({settings.preset} preset): mean over seeds, range shaded",
+    fig.suptitle(f"gIoU of every saved checkpoint ({settings.preset} preset)\nmean over seeds, range shaded",
                  fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,22 @@ class ContractError(DataError):
 
 # --------------------------------------------------------------------------------------------- I/O
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """A matplotlib figure as a PNG, written beside `path` then renamed (as atomic_write_text); closes it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     path = Path(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rise.config import Settings
-from rise.contracts import decode_mask, load_eval_manifest, read_jsonl
+from rise.contracts import decode_mask, load_eval_manifest, read_jsonl, save_figure
 from rise.imaging import open_rgb
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,6 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
     fig.suptitle(f"{dataset} ({settings.preset} preset; seed {settings.layout.primary_seed}, final checkpoint): "
                  "ground truth outlined in magenta,\npredicted box yellow, points cyan, mask red", fontsize=9)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out, dpi=110)
     log.info("qualitative figure -> %s", out)
     return out

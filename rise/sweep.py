@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from rise.config import FINAL, Settings
-from rise.contracts import atomic_write_text, read_json
+from rise.contracts import atomic_write_text, read_json, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ def sweep_frame(settings: Settings, variant: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def _plot_by_step(ax, rows: pd.DataFrame, metric: str, label: str) -> None:
+    """The mean over seeds against the step, the seeds' range shaded when there are several."""
+    by_step = rows.groupby("step")[metric]
+    mean = by_step.mean()
+    ax.plot(mean.index, mean.values, marker="o", label=label)
+    if rows["seed"].nunique() > 1:
+        ax.fill_between(mean.index, by_step.min().values, by_step.max().values, alpha=0.2)
+
+
 def write_sweep(settings: Settings, variant: str) -> Path:
     """The sweep's CSV and its PNG (gIoU and cIoU against step, a line per dataset)."""
     import matplotlib
@@ -60,11 +69,7 @@ def write_sweep(settings: Settings, variant: str) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for ax, metric in zip(axes, ("gIoU", "cIoU")):
         for dataset, part in df.groupby("dataset", sort=False):
-            by_step = part.groupby("step")[metric]
-            mean = by_step.mean()
-            ax.plot(mean.index, mean.values, marker="o", label=dataset)
-            if part["seed"].nunique() > 1:
-                ax.fill_between(mean.index, by_step.min().values, by_step.max().values, alpha=0.2)
+            _plot_by_step(ax, part, metric, dataset)
         ax.set_xlabel("GRPO step")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -73,11 +78,7 @@ def write_sweep(settings: Settings, variant: str) -> Path:
                  f"{', mean and range' if seeds > 1 else ''})", fontsize=10)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    png = out.with_suffix(".png")
-    partial = png.with_name(png.stem + ".partial.png")
-    fig.savefig(partial, dpi=100)
-    plt.close(fig)
-    partial.replace(png)
+    save_figure(fig, out.with_suffix(".png"))
     log.info("%s: %d checkpoints x %d seeds x %d datasets -> %s", variant, df["checkpoint"].nunique(), seeds,
              df["dataset"].nunique(), out)
     return out
@@ -97,10 +98,7 @@ def compare_figure(settings: Settings, variants: list[str], out: Path) -> Path:
     fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5 * max(len(datasets), 1), 3.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         for v, f in frames.items():
-            by_step = f[f["dataset"] == dataset].groupby("step")["gIoU"]
-            mean = by_step.mean()
-            ax.plot(mean.index, mean.values, marker="o", label=f"{v} ({f['seed'].nunique()} seeds)")
-            ax.fill_between(mean.index, by_step.min().values, by_step.max().values, alpha=0.2)
+            _plot_by_step(ax, f[f["dataset"] == dataset], "gIoU", f"{v} ({f['seed'].nunique()} seeds)")
         ax.set_title(dataset, fontsize=9)
         ax.set_xlabel("GRPO step")
         ax.set_ylabel("gIoU")
@@ -109,10 +107,6 @@ def compare_figure(settings: Settings, variants: list[str], out: Path) -> Path:
     fig.suptitle(f"gIoU of every saved checkpoint ({settings.preset} preset)\nmean over seeds, range shaded",
                  fontsize=10)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.stem + ".partial.png")
-    fig.savefig(partial, dpi=100)
-    plt.close(fig)
-    partial.replace(out)
+    save_figure(fig, out)
     log.info("sweeps of %s -> %s", ", ".join(variants), out)
     return out

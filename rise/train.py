@@ -24,7 +24,7 @@ import torch
 from transformers import TrainerCallback
 
 from rise.config import FINAL, Settings
-from rise.contracts import atomic_write_text, load_train_manifest, write_json
+from rise.contracts import atomic_write_text, load_train_manifest, save_figure, write_json
 from rise.devices import (compute_device, deepspeed_zero_stage, launched_with_deepspeed, policy_load_dtype,
                           reference_dtype)
 from rise.errors import ConfigError, DataError
@@ -161,8 +161,7 @@ def write_curves(log_history: list[dict], out_file: Path) -> None:
         if len(ks) > 1:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_file.with_suffix(".png"), dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_file.with_suffix(".png"))
 
 
 class StepTimer(TrainerCallback):
@@ -248,6 +247,13 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
         log.info("%s: no training (zero-shot); policy is %s", variant_name, base)
         return ref_file
 
+    trainer_dir = out_dir / "trainer"
+    fingerprint_file = out_dir / "train_settings.json"
+    fingerprint = settings.stage_settings("train", variant_name, seed=seed)
+    if ref_file.exists() and fingerprint_file.exists() and fingerprint_file.read_text() == fingerprint:
+        log.info("%s seed %d: already trained with these settings (%s)", variant_name, seed, ref_file)
+        return ref_file  # a finished run is not trained again (resuming at its last step would add one)
+
     from accelerate import PartialState
 
     # Sets this rank's device (and, under a multi-process launch, the process group: gloo on CPUs)
@@ -258,12 +264,6 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     size = settings.image["policy_size"]
     dataset = build_dataset(rows, size, v.cot, v.points, cached_views=2 * settings.train["prompts_per_step"])
 
-    trainer_dir = out_dir / "trainer"
-    fingerprint_file = out_dir / "train_settings.json"
-    fingerprint = settings.stage_settings("train", variant_name, seed=seed)
-    if ref_file.exists() and fingerprint_file.exists() and fingerprint_file.read_text() == fingerprint:
-        log.info("%s seed %d: already trained with these settings (%s)", variant_name, seed, ref_file)
-        return ref_file  # a finished run is not trained again (resuming at its last step would add one)
     if processes.is_main_process:
         if trainer_dir.exists() and (not fingerprint_file.exists() or fingerprint_file.read_text() != fingerprint):
             # checkpoints of other settings must not be resumed: start this training afresh

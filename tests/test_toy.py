@@ -184,17 +184,18 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     from rise.toy.policy import build_toy_policy, policy_report, pretrain_policy
 
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
-    trained = pretrain_policy(out, steps=2, one_object_steps=1, short_prompt_steps=1, segzero_share=0.5,
-                              nonce_share=0.5, batch_size=2)
-    assert trained["steps"] == 2 and trained["nonce_share"] == 0.5
+    trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
+                              segzero_share=0.5, nonce_share=0.5, batch_size=2, think="referent", decision_weight=5)
+    assert trained["steps"] == 3 and trained["nonce_share"] == 0.5
     report = policy_report(out, families=("base", "classname"), n_images=2, batch_size=2)
     assert set(report) == {"base", "classname", "example"}
     assert 0 <= report["base"]["hit_rate"] <= 1
 
 
-def test_choice_distribution_is_the_probability_of_writing_each_objects_cell(tmp_path):
-    """Checked against the log-probabilities of the row and column tokens of each object's full
-    answer, read from one teacher-forced pass (a different code path: no prefixes, no padding)."""
+@pytest.mark.parametrize("think", world.THINK_STYLES)
+def test_choice_distribution_is_the_probability_of_writing_each_objects_think(tmp_path, think):
+    """Checked against the log-probabilities of each object's think block, read from one
+    teacher-forced pass over its full answer (a different code path: no prefixes, no padding)."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from rise.prompts import conversation
@@ -209,25 +210,58 @@ def test_choice_distribution_is_the_probability_of_writing_each_objects_cell(tmp
         objects, image = next(stream)
         text, target = instructions(objects, "shape")[0] if instructions(objects, "shape") else ("the blicket", 0)
         samples.append((text, image, objects, target))
-    dist = choice_distribution(model, processor, samples, batch_size=3)
+    dist = choice_distribution(model, processor, samples, batch_size=3, think=think)
     tok = processor.tokenizer
     for (text, image, objects, target), d in zip(samples, dist):
         prompt = processor.apply_chat_template(conversation(text), add_generation_prompt=True, tokenize=False)
         for o, p in zip(objects, d["per_object"]):
-            batch = processor(text=[prompt + answer_text(text, o)], images=[image], return_tensors="pt")
+            full = answer_text(text, o, think=think)
+            batch = processor(text=[prompt + full], images=[image], return_tensors="pt")
             with torch.no_grad():
                 logp = torch.log_softmax(model(**batch).logits[0], -1)
             ids = batch["input_ids"][0].tolist()
-            row_id, col_id = (tok.convert_tokens_to_ids(tok.tokenize(f" {k}"))[0] for k in (o.row + 1, o.col + 1))
-            start = len(processor(text=[prompt], images=[image])["input_ids"][0])
-            at_row = ids.index(row_id, start)
-            at_col = ids.index(col_id, at_row + 1)
-            expected = float(torch.exp(logp[at_row - 1, row_id] + logp[at_col - 1, col_id]))
-            assert p == pytest.approx(expected, rel=1e-3, abs=1e-7)
+            # the think's tokens after the instruction, up to its column number
+            start = len(processor(text=[prompt + f"<think>{text}"], images=[image])["input_ids"][0])
+            stop = len(processor(text=[prompt + "<think>" + world.think_text(text, o, think)],
+                                 images=[image])["input_ids"][0])
+            assert tok.decode(ids[stop - 1]).strip() == str(o.col + 1)
+            expected = float(torch.exp(sum(logp[k - 1, ids[k]] for k in range(start, stop))))
+            assert p == pytest.approx(expected, rel=1e-3, abs=1e-9)
         assert d["target"] == d["per_object"][target] and d["objects"] <= 1 + 1e-6
-    report = choice_report(out, families=("base", "colour"), n_images=2)
+    report = choice_report(out, families=("base", "colour"), n_images=2, think=think)
     assert 0 <= report["base"]["p_target"] <= report["base"]["p_objects"] <= 1
     assert 0 <= report["colour"]["mixed_groups"] <= 1
+
+
+def test_answer_loss_is_the_models_loss_at_weight_one_and_weighs_decisions():
+    from rise.toy.policy import answer_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 10)
+    labels = torch.tensor([[-100, 3, 7, 4, 2, -100], [-100, -100, 7, 7, 1, 5]])
+    plain = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    decisions = torch.tensor([7])
+    assert answer_loss(logits, labels, decisions).item() == pytest.approx(plain.item(), rel=1e-6)
+    token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+                                              ignore_index=-100, reduction="none")
+    is_decision = labels[:, 1:].flatten() == 7
+    taught = labels[:, 1:].flatten() != -100
+    expected = (10 * token[is_decision].sum() + token[taught & ~is_decision].sum()) / (10 * is_decision.sum()
+                                                                                      + (taught & ~is_decision).sum())
+    assert answer_loss(logits, labels, decisions, 10).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("style", world.THINK_STYLES)
+def test_every_think_style_parses_and_names_the_cell(style):
+    o = make_scene(random.Random(5), 1)[0]
+    text = answer_text("the tomato", o, think=style)
+    assert parse_answer(text, SIZE, SIZE).ok
+    think = text.split("<think>")[1].split("</think>")[0]
+    assert think.startswith("the tomato") and str(o.row + 1) in think and think.endswith(str(o.col + 1))
+    if style != "echo":
+        assert o.colour in think and o.shape in think
+    with pytest.raises(ValueError, match="think style"):
+        answer_text("the tomato", o, think="poem")
 
 
 def test_box_iou():

@@ -78,12 +78,15 @@ def pretrain(settings: Settings, stage: str) -> Path:
         vision = pretrain_vision(out, steps=s["vision_steps"], seed=seed,
                                  floor_position=s.get("vision_floor_position", True))
         trained = pretrain_policy(out, steps=s["steps"], one_object_steps=s["one_object_steps"],
+                                  two_object_steps=s.get("two_object_steps", 0),
                                   short_prompt_steps=s.get("short_prompt_steps", 0),
                                   segzero_share=s.get("segzero_share", 0.0), nonce_share=s.get("nonce_share", 0.0),
-                                  seed=seed, batch_size=s["batch_size"], learning_rate=s["learning_rate"])
+                                  seed=seed, batch_size=s["batch_size"], learning_rate=s["learning_rate"],
+                                  think=s.get("think", "echo"), decision_weight=s.get("decision_weight", 1.0))
         trained = {"vision_tower": vision, "answers": trained}
         report = {"greedy": policy_report(out, seed=seed, n_images=s.get("report_images", 64)),
-                  "sampled": choice_report(out, seed=seed, n_images=s.get("report_images", 64))}
+                  "sampled": choice_report(out, seed=seed, n_images=s.get("report_images", 64),
+                                           think=s.get("think", "echo"))}
     else:
         raise ConfigError(f"unknown toy pretraining stage '{stage}' (known: {STAGES})")
     result = report_file(out)

@@ -20,7 +20,7 @@ import torch
 from rise.answer import parse_answer
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
-from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, NONCE_WORDS, SIZE, SIZE_WORDS, answer_text,
+from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, NONCE_WORDS, SIZE, SIZE_WORDS, THINK_STYLES, answer_text, think_text,
                             instructions, make_scene, render, scenes, split_seed)
 from rise.warmup import answer_batch
 
@@ -45,7 +45,8 @@ def toy_corpus() -> list[str]:
     rng = random.Random(0)
     for _ in range(400):  # every cell's answer, many times, so coordinates become single tokens
         obj = make_scene(rng, 1)[0]
-        texts.append(answer_text(f"the {obj.colour} {obj.shape}", obj))
+        for think in THINK_STYLES:
+            texts.append(answer_text(f"the {obj.colour} {obj.shape}", obj, think=think))
     return texts
 
 
@@ -153,9 +154,22 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
             "token_accuracy": {k: round(v, 4) for k, v in acc.items()}}
 
 
-def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, short_prompt_steps: int = 0,
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, decision_ids: torch.Tensor,
+                decision_weight: float = 1.0) -> torch.Tensor:
+    """Next-token cross-entropy over the labelled tokens (-100: not taught), each token with the id
+    of a decision (`decision_ids`) weighted `decision_weight`; at weight 1 the model's own loss."""
+    next_labels = labels[:, 1:]
+    token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), next_labels.flatten(),
+                                                   ignore_index=-100, reduction="none")
+    weight = (next_labels != -100).float() * (1 + (decision_weight - 1) * torch.isin(next_labels, decision_ids).float())
+    return (token_loss * weight.flatten()).sum() / weight.sum()
+
+
+def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
+                    short_prompt_steps: int = 0,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, seed: int = 0, batch_size: int = 16,
-                    learning_rate: float = 1e-3, family: str = "base") -> dict:
+                    learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
+                    decision_weight: float = 1.0) -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
 
     The first `short_prompt_steps` ask with Qwen2.5-VL's short grounding prompt (about 15 text
@@ -166,7 +180,13 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     `nonce_share` of the examples with several objects name a made-up word (NONCE_WORDS) whose
     answer is a random object of the scene: the policy learns that a word it cannot read leaves
     every object equally likely, so on the words RISE trains on its samples spread over the objects
-    instead of repeating one guess (what GRPO needs to compare answers; docs/toy.md)."""
+    instead of repeating one guess (what GRPO needs to compare answers; docs/toy.md).
+
+    Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
+    is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
+    the row and column numbers against the other answer tokens: unweighted, the format's ~50 tokens
+    are learnt first and the answer's one decision stays at chance much longer (docs/toy.md).
+    The reported accuracy is that of the row and column numbers, teacher-forced."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     rng = random.Random(split_seed(seed, "policy_pretrain"))
@@ -187,7 +207,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     for step in range(steps):
         prompts, fulls, images = [], [], []
         while len(prompts) < batch_size:
-            objects = make_scene(rng, 1 if step < one_object_steps else rng.randint(2, 4))
+            objects = make_scene(rng, 1 if step < one_object_steps else 2 if step < two_object_steps
+                                 else rng.randint(2, 4))
             if len(objects) > 1 and rng.random() < nonce_share:
                 text, target = f"the {rng.choice(NONCE_WORDS)}", rng.randrange(len(objects))
             else:
@@ -200,13 +221,13 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             prompt = processor.apply_chat_template(conversation(text, cot=True, points=True, style=style),
                                                    add_generation_prompt=True, tokenize=False)
             prompts.append(prompt)
-            fulls.append(prompt + answer_text(text, objects[target]) + end)
+            fulls.append(prompt + answer_text(text, objects[target], think=think) + end)
             images.append(render(objects, noise))
         batch, labels = answer_batch(processor, prompts, fulls, images)
-        out = model(**batch, labels=labels)
-        loss = out.loss
+        out = model(**batch)
+        loss = answer_loss(out.logits, labels, cell_ids, decision_weight)
+        next_labels = labels[:, 1:]
         with torch.no_grad():
-            next_labels = labels[:, 1:]
             is_cell = torch.isin(next_labels, cell_ids)
             right = out.logits[:, :-1].argmax(-1) == next_labels
             cell_accuracy.append(right[is_cell].float().mean().item())
@@ -221,7 +242,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                      np.mean(losses[-50:]), np.mean(cell_accuracy[-50:]), time.perf_counter() - start)
     seconds = time.perf_counter() - start
     model.save_pretrained(policy_dir)
-    return {"steps": steps, "one_object_steps": one_object_steps, "short_prompt_steps": short_prompt_steps,
+    return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
+            "short_prompt_steps": short_prompt_steps, "think": think, "decision_weight": decision_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4)}
@@ -267,40 +289,39 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
 
 @torch.no_grad()
 def choice_distribution(model, processor, samples: list[tuple], *, batch_size: int = 16,
-                        temperature: float = 1.0) -> list[dict]:
-    """The policy's exact probability of picking each object (at `temperature`), read from the
-    think block's row and column tokens: P(object) = P(row) x P(column | row), each teacher-forced
-    after "<think>{instruction} is in row". samples: (instruction, image, objects, target index).
-    Returns per sample the probability of the target and of landing on any object's cell."""
+                        temperature: float = 1.0, think: str = "echo", style: str = "segzero") -> list[dict]:
+    """The policy's exact probability (at `temperature`) of writing, after "<think>{instruction}",
+    each object's own think block up to its column (for `referent`: its colour, shape, row and
+    column), teacher-forced. samples: (instruction, image, objects, target index). Returns per
+    sample the probability of the target's and of any object's think."""
     tok = processor.tokenizer
-    cell_ids = [tok.convert_tokens_to_ids(tok.tokenize(f" {k}"))[0] for k in range(1, GRID + 1)]
-    processor.tokenizer.padding_side = "right"
-    queries = []  # (sample index, row or None, prefix text)
+    tok.padding_side = "right"
+    queries = []  # (sample index, object index, prefix, prefix + the object's think)
     for i, (text, _, objects, _) in enumerate(samples):
-        prompt = processor.apply_chat_template(conversation(text, cot=True, points=True), add_generation_prompt=True,
-                                               tokenize=False)
-        queries.append((i, None, prompt + f"<think>{text} is in row"))
-        for row in sorted({o.row for o in objects}):
-            queries.append((i, row, prompt + f"<think>{text} is in row {row + 1}, column"))
-    probs = {}
+        prompt = processor.apply_chat_template(conversation(text, cot=True, points=True, style=style),
+                                               add_generation_prompt=True, tokenize=False)
+        for j, o in enumerate(objects):
+            queries.append((i, j, prompt + f"<think>{text}", prompt + f"<think>{think_text(text, o, think)}"))
+    logp = {}
     for start in range(0, len(queries), batch_size):
         chunk = queries[start:start + batch_size]
-        batch = processor(text=[q[2] for q in chunk], images=[samples[q[0]][1] for q in chunk], padding=True,
-                          return_tensors="pt")
-        logits = model(**batch).logits
-        last = batch["attention_mask"].sum(1) - 1
-        p = torch.softmax(logits[torch.arange(len(chunk)), last] / temperature, dim=-1)[:, cell_ids]
-        for (i, row, _), dist in zip(chunk, p):
-            probs[(i, row)] = dist
+        images = [samples[q[0]][1] for q in chunk]
+        batch = processor(text=[q[3] for q in chunk], images=images, padding=True, return_tensors="pt")
+        prefix_lens = [len(ids) for ids in processor(text=[q[2] for q in chunk], images=images)["input_ids"]]
+        logits = model(**batch).logits[:, :-1] / temperature
+        token_logp = torch.log_softmax(logits.float(), -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+        for row, (i, j, _, _) in enumerate(chunk):
+            end = int(batch["attention_mask"][row].sum())
+            logp[(i, j)] = float(token_logp[row, prefix_lens[row] - 1:end - 1].sum())
     out = []
     for i, (_, _, objects, target) in enumerate(samples):
-        per_object = [float(probs[(i, None)][o.row] * probs[(i, o.row)][o.col]) for o in objects]
+        per_object = [float(np.exp(logp[(i, j)])) for j in range(len(objects))]
         out.append({"target": per_object[target], "objects": sum(per_object), "per_object": per_object})
     return out
 
 
 def choice_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 64,
-                  group: int = 8, temperature: float = 1.0) -> dict:
+                  group: int = 8, temperature: float = 1.0, think: str = "echo", style: str = "segzero") -> dict:
     """Per family, on held-out scenes: the mean probability of sampling the target's cell, of
     sampling some object's cell, and the share of GRPO groups of `group` samples expected to hold
     both a hit and a miss (1 - p^n - (1-p)^n): the groups whose advantage can teach which object
@@ -316,7 +337,7 @@ def choice_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
         for family in families:
             for text, target in instructions(objects, family)[:1]:
                 samples.append((text, image, objects, target, family))
-    dist = choice_distribution(model, processor, [s[:4] for s in samples], temperature=temperature)
+    dist = choice_distribution(model, processor, [s[:4] for s in samples], temperature=temperature, think=think, style=style)
     report = {}
     for family in families:
         ps = [(d, s) for d, s in zip(dist, samples) if s[4] == family]

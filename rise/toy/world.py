@@ -128,7 +128,25 @@ def answer_points(obj: ToyObject) -> tuple[list[int], list[int]]:
     return [cx, cy], [cx, cy + 4]
 
 
-def answer_text(instruction: str, obj: ToyObject, points: bool = True) -> str:
+THINK_STYLES = ("echo", "referent", "compact")
+
+
+def think_text(instruction: str, obj: ToyObject, style: str = "echo") -> str:
+    """The think block's content. `echo`: "the red circle is in row 3, column 1". `referent`: the
+    instruction, then the object it resolves to by colour and shape, then where that object is:
+    "the tomato: the red circle, in row 3, column 1", so an instruction the policy cannot read yet
+    is translated into words it can look up (what RISE's GRPO has to learn; docs/toy.md)."""
+    where = f"row {obj.row + 1}, column {obj.col + 1}"
+    if style == "echo":
+        return f"{instruction} is in {where}"
+    if style == "referent":
+        return f"{instruction}: the {obj.colour} {obj.shape}, in {where}"
+    if style == "compact":
+        return f"{instruction}: {obj.colour} {obj.shape} {obj.row + 1} {obj.col + 1}"
+    raise ValueError(f"unknown toy think style '{style}' (known: {THINK_STYLES})")
+
+
+def answer_text(instruction: str, obj: ToyObject, points: bool = True, think: str = "echo") -> str:
     """The supervised answer: the real format (think + JSON box and points), box = the object's cell."""
     x1, y1, x2, y2 = obj.cell_box
     # strict JSON, as the rewards (train.json_single_quotes: false) and Seg-Zero's evaluation read it
@@ -136,7 +154,7 @@ def answer_text(instruction: str, obj: ToyObject, points: bool = True) -> str:
     if points:
         p1, p2 = answer_points(obj)
         body += f', "points_1": [{p1[0]},{p1[1]}], "points_2": [{p2[0]},{p2[1]}]'
-    return f"<think>{instruction} is in row {obj.row + 1}, column {obj.col + 1}</think><answer>{{{body}}}</answer>"
+    return f"<think>{think_text(instruction, obj, think)}</think><answer>{{{body}}}</answer>"
 
 
 def split_seed(seed: int, split: str) -> int:

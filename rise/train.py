@@ -121,7 +121,8 @@ def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, devic
         num_train_epochs=t["num_epochs"], max_steps=t["max_steps"],
         max_completion_length=t["max_completion_length"], save_strategy="steps", save_steps=t["save_steps"],
         save_total_limit=t["save_total_limit"],
-        loss_type=t["loss_type"], entropy_coef=t["entropy_coef"], bf16=t["bf16"] and not on_cpu, use_cpu=on_cpu,
+        loss_type=t["loss_type"], entropy_coef=t["entropy_coef"], top_entropy_quantile=t["top_entropy_quantile"],
+        bf16=t["bf16"] and not on_cpu, use_cpu=on_cpu,
         gradient_checkpointing=t["gradient_checkpointing"], logging_steps=1, report_to="none",
         remove_unused_columns=False, disable_tqdm=False, save_only_model=False,
         # read by TRL for the reference model only (the policy is passed loaded)

@@ -203,7 +203,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     cell_ids = torch.tensor([processor.tokenizer.convert_tokens_to_ids(processor.tokenizer.tokenize(f" {k}"))[0]
                              for k in range(1, GRID + 1)])
     start = time.perf_counter()
-    losses, cell_accuracy = [], []
+    losses, cell_accuracy, row_accuracy = [], [], []
     for step in range(steps):
         prompts, fulls, images = [], [], []
         while len(prompts) < batch_size:
@@ -231,6 +231,9 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             is_cell = torch.isin(next_labels, cell_ids)
             right = out.logits[:, :-1].argmax(-1) == next_labels
             cell_accuracy.append(right[is_cell].float().mean().item())
+            # the row alone: the first number of each answer, where picking the object is decided
+            first = is_cell & (is_cell.cumsum(1) == 1)
+            row_accuracy.append(right[first].float().mean().item())
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -238,15 +241,17 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
         schedule.step()
         losses.append(loss.item())
         if step % 50 == 0 or step == steps - 1:
-            log.info("policy step %d: loss %.3f, row/column token accuracy %.2f (%.0f s)", step,
-                     np.mean(losses[-50:]), np.mean(cell_accuracy[-50:]), time.perf_counter() - start)
+            log.info("policy step %d: loss %.3f, row/column token accuracy %.2f, row %.2f (%.0f s)", step,
+                     np.mean(losses[-50:]), np.mean(cell_accuracy[-50:]), np.mean(row_accuracy[-50:]),
+                     time.perf_counter() - start)
     seconds = time.perf_counter() - start
     model.save_pretrained(policy_dir)
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
             "short_prompt_steps": short_prompt_steps, "think": think, "decision_weight": decision_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
-            "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4)}
+            "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
+            "final_row_token_accuracy": round(float(np.mean(row_accuracy[-50:])), 4)}
 
 
 def box_iou(a, b) -> float:

@@ -1,4 +1,5 @@
 """The toy world: generator, the three pretraining stages at a tiny size, and their reports."""
+import json
 import random
 
 import numpy as np
@@ -185,8 +186,11 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
 
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
     trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
-                              segzero_share=0.5, nonce_share=0.5, batch_size=2, think="referent", decision_weight=5)
+                              segzero_share=0.5, nonce_share=0.5, batch_size=2, think="referent", decision_weight=5,
+                              attention_weight=1.0, attention_layer=0)
     assert trained["steps"] == 3 and trained["nonce_share"] == 0.5
+    config = json.loads((out / "config.json").read_text())  # trained with eager attention, saved for SDPA
+    assert config.get("_attn_implementation", config.get("attn_implementation", "sdpa")) in ("sdpa", None)
     report = policy_report(out, families=("base", "classname"), n_images=2, batch_size=2)
     assert set(report) == {"base", "classname", "example"}
     assert 0 <= report["base"]["hit_rate"] <= 1
@@ -264,6 +268,19 @@ def test_every_think_style_parses_and_names_the_cell(style):
         answer_text("the tomato", o, think="poem")
 
 
+def test_attention_loss_reads_the_targets_image_token_from_each_decision():
+    from rise.toy.policy import attention_loss
+
+    image, decision = 9, torch.tensor([5])
+    input_ids = torch.tensor([[1, 9, 9, 9, 9, 2, 5, 3]])
+    next_labels = torch.tensor([[-100, -100, -100, -100, -100, 5, 3, 5]])[:, 1:]  # decisions at 4 and 6
+    attention = torch.full((1, 7, 8), 0.01)
+    attention[0, 4, 3] = 0.5  # the target is the image's third token (cell 2), at position 3
+    attention[0, 6, 3] = 0.25
+    loss = attention_loss(attention, input_ids, next_labels, decision, image, [2])
+    assert loss.item() == pytest.approx(-(np.log(0.5 + 1e-6) + np.log(0.25 + 1e-6)) / 2, rel=1e-5)
+
+
 def test_box_iou():
     from rise.toy.policy import box_iou
 
@@ -318,8 +335,8 @@ def test_vision_tower_pretraining_runs_at_a_tiny_size(tmp_path):
     from rise.toy.policy import build_toy_policy, pretrain_vision
 
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
-    for floor_position in (True, False):
-        trained = pretrain_vision(out, steps=2, batch_size=2, floor_position=floor_position)
+    for floor_position, cosine_heads in ((True, False), (False, True)):
+        trained = pretrain_vision(out, steps=2, batch_size=2, floor_position=floor_position, cosine_heads=cosine_heads)
         assert set(trained["token_accuracy"]) == {"row", "col", "colour", "shape"}
 
 

@@ -98,8 +98,19 @@ def token_targets(objects, floor_position: bool = True) -> dict[str, torch.Tenso
     return targets
 
 
+COSINE_SCALE = 10.0
+
+
+def head_logits(head: torch.nn.Linear, tokens: torch.Tensor, cosine: bool) -> torch.Tensor:
+    """A probe's logits; `cosine`: against unit-norm class directions (tokens come normalised), so
+    a class is told apart only by a token direction of its own, as attention will need it."""
+    if not cosine:
+        return head(tokens)
+    return tokens @ torch.nn.functional.normalize(head.weight, dim=-1).T
+
+
 def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_size: int = 32,
-                    learning_rate: float = 3e-3, floor_position: bool = True) -> dict:
+                    learning_rate: float = 3e-3, floor_position: bool = True, cosine_heads: bool = False) -> dict:
     """The vision tower alone, per visual token: what is in this cell (colour, shape or floor) and
     where it is (row, column); the analogue of Qwen2.5-VL's separately pretrained ViT. Without it
     a from-scratch tower's tokens barely differ (docs/toy.md) and the language model never learns
@@ -137,7 +148,10 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
         tokens = out.pooler_output.view(batch_size, GRID * GRID, width)  # row-major merged tokens
         targets = {k: torch.cat([t[k] for t in per_image]) for k in heads}
         flat = tokens.reshape(-1, width)
-        losses = {k: torch.nn.functional.cross_entropy(heads[k](flat), targets[k]) for k in heads}
+        if cosine_heads:  # what the language model's RMSNorm sees: only directions count, not the scale
+            flat = COSINE_SCALE * torch.nn.functional.normalize(flat, dim=-1)
+        losses = {k: torch.nn.functional.cross_entropy(head_logits(heads[k], flat, cosine_heads), targets[k])
+                  for k in heads}
         loss = sum(losses.values())
         optimizer.zero_grad()
         loss.backward()
@@ -146,7 +160,8 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
         schedule.step()
         if step % 25 == 0 or step == steps - 1:
             with torch.no_grad():
-                acc = {k: (heads[k](flat).argmax(-1) == targets[k]).float().mean().item() for k in heads}
+                acc = {k: (head_logits(heads[k], flat, cosine_heads).argmax(-1) == targets[k]).float().mean().item()
+                       for k in heads}
             log.info("vision step %d: loss %.3f, token accuracy %s (%.0f s)", step, loss.item(),
                      {k: round(v, 2) for k, v in acc.items()}, time.perf_counter() - start)
     model.save_pretrained(policy_dir)
@@ -165,11 +180,24 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor, decision_ids: torch.
     return (token_loss * weight.flatten()).sum() / weight.sum()
 
 
+def attention_loss(attention: torch.Tensor, input_ids: torch.Tensor, next_labels: torch.Tensor,
+                   decision_ids: torch.Tensor, image_token_id: int, cells: list[int]) -> torch.Tensor:
+    """-log of the attention one head pays, from each position that writes a decision (a row or
+    column number), to the image token of the target's cell. attention: (batch, query, key) of that
+    head; cells: per sample, the target's cell (row-major, the order of the image's tokens)."""
+    terms = []
+    for b, cell in enumerate(cells):
+        target = torch.nonzero(input_ids[b] == image_token_id)[cell, 0]
+        for k in torch.nonzero(torch.isin(next_labels[b], decision_ids))[:, 0]:
+            terms.append(-torch.log(attention[b, k, target] + 1e-6))
+    return torch.stack(terms).mean()
+
+
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
                     short_prompt_steps: int = 0,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
-                    decision_weight: float = 1.0) -> dict:
+                    decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1) -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
 
     The first `short_prompt_steps` ask with Qwen2.5-VL's short grounding prompt (about 15 text
@@ -194,7 +222,9 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     torch.manual_seed(seed)
     processor = AutoProcessor.from_pretrained(policy_dir)
     processor.tokenizer.padding_side = "right"
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir)
+    # attention supervision reads the attention weights, which only the eager implementation returns
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        policy_dir, **({"attn_implementation": "eager"} if attention_weight else {}))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.05)
@@ -205,7 +235,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     start = time.perf_counter()
     losses, cell_accuracy, row_accuracy = [], [], []
     for step in range(steps):
-        prompts, fulls, images = [], [], []
+        prompts, fulls, images, cells = [], [], [], []
         while len(prompts) < batch_size:
             objects = make_scene(rng, 1 if step < one_object_steps else 2 if step < two_object_steps
                                  else rng.randint(2, 4))
@@ -223,10 +253,14 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             prompts.append(prompt)
             fulls.append(prompt + answer_text(text, objects[target], think=think) + end)
             images.append(render(objects, noise))
+            cells.append(objects[target].row * GRID + objects[target].col)
         batch, labels = answer_batch(processor, prompts, fulls, images)
-        out = model(**batch)
+        out = model(**batch, output_attentions=bool(attention_weight))
         loss = answer_loss(out.logits, labels, cell_ids, decision_weight)
         next_labels = labels[:, 1:]
+        if attention_weight:
+            loss = loss + attention_weight * attention_loss(out.attentions[attention_layer][:, 0], batch["input_ids"],
+                                                            next_labels, cell_ids, model.config.image_token_id, cells)
         with torch.no_grad():
             is_cell = torch.isin(next_labels, cell_ids)
             right = out.logits[:, :-1].argmax(-1) == next_labels
@@ -245,6 +279,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                      np.mean(losses[-50:]), np.mean(cell_accuracy[-50:]), np.mean(row_accuracy[-50:]),
                      time.perf_counter() - start)
     seconds = time.perf_counter() - start
+    if attention_weight:
+        model.set_attn_implementation("sdpa")  # what every later stage loads it with
     model.save_pretrained(policy_dir)
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
             "short_prompt_steps": short_prompt_steps, "think": think, "decision_weight": decision_weight,

@@ -20,8 +20,8 @@ import torch
 from rise.answer import parse_answer
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
-from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, NONCE_WORDS, SIZE, SIZE_WORDS, THINK_STYLES, answer_text, think_text,
-                            instructions, make_scene, render, scenes, split_seed)
+from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, NONCE_WORDS, SIZE, SIZE_WORDS, THINK_STYLES,
+                            answer_text, instructions, make_scene, render, scenes, split_seed, think_text)
 from rise.warmup import answer_batch
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
     the row and column numbers against the other answer tokens: unweighted, the format's ~50 tokens
     are learnt first and the answer's one decision stays at chance much longer (docs/toy.md).
-    The reported accuracy is that of the row and column numbers, teacher-forced."""
+    `attention_weight` adds that much of `attention_loss` for head 0 of layer `attention_layer`:
+    with a cosine-probed tower (pretrain_vision) it is what made the policy pick the named object
+    (docs/toy.md, "Third round"). The reported accuracy is that of the row and column numbers,
+    teacher-forced."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     rng = random.Random(split_seed(seed, "policy_pretrain"))

@@ -281,6 +281,14 @@ def test_attention_loss_reads_the_targets_image_token_from_each_decision():
     assert loss.item() == pytest.approx(-(np.log(0.5 + 1e-6) + np.log(0.25 + 1e-6)) / 2, rel=1e-5)
 
 
+def test_an_attention_layer_the_policy_lacks_is_named(tmp_path):
+    from rise.toy.policy import build_toy_policy, pretrain_policy
+
+    out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
+    with pytest.raises(ValueError, match="attention_layer: 3 is not a layer"):
+        pretrain_policy(out, steps=1, one_object_steps=1, batch_size=1, attention_weight=1.0, attention_layer=3)
+
+
 def test_box_iou():
     from rise.toy.policy import box_iou
 
@@ -353,7 +361,8 @@ def tiny_toy_project(tmp_path):
                      "clip": {"steps": 2, "batch_size": 8, "learning_rate": 1e-3, "report_scenes": 2},
                      "sam2": {"steps": 1, "batch_size": 1, "learning_rate": 3e-4, "report_images": 1},
                      "policy": {"vision_steps": 1, "steps": 2, "one_object_steps": 1, "short_prompt_steps": 1,
-                                "batch_size": 2, "learning_rate": 1e-3, "report_images": 1, "dims": TINY_DIMS}},
+                                "batch_size": 2, "learning_rate": 1e-3, "report_images": 1, "dims": TINY_DIMS,
+                                "attention_layer": 0}},
         "models": {"policies": {"3b": str(models / "policy"), "7b": str(models / "policy")},
                    "clip": {"model": "RISE-tiny-CLIP", "pretrained": str(models / "clip.pt")},
                    "sam2": {"config": "configs/sam2.1/sam2.1_hiera_t.yaml", "checkpoint": str(models / "sam2.pt"),

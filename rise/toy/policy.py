@@ -228,6 +228,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     # attention supervision reads the attention weights, which only the eager implementation returns
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
         policy_dir, **({"attn_implementation": "eager"} if attention_weight else {}))
+    layers = model.config.text_config.num_hidden_layers
+    if attention_weight and not 0 <= attention_layer < layers:
+        raise ValueError(f"pretrain.policy.attention_layer: {attention_layer} is not a layer of the policy "
+                         f"(it has {layers} text layers, 0-{layers - 1})")
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.05)

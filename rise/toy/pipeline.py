@@ -75,21 +75,15 @@ def pretrain(settings: Settings, stage: str) -> Path:
 
         out, s = policy_dir(settings), p["policy"]
         build_toy_policy(out, seed=seed, dims=s.get("dims"))
-        vision = pretrain_vision(out, steps=s["vision_steps"], seed=seed,
-                                 floor_position=s.get("vision_floor_position", True),
-                                 cosine_heads=s.get("vision_cosine_heads", False))
-        trained = pretrain_policy(out, steps=s["steps"], one_object_steps=s["one_object_steps"],
-                                  two_object_steps=s.get("two_object_steps", 0),
-                                  short_prompt_steps=s.get("short_prompt_steps", 0),
-                                  segzero_share=s.get("segzero_share", 0.0), nonce_share=s.get("nonce_share", 0.0),
-                                  seed=seed, batch_size=s["batch_size"], learning_rate=s["learning_rate"],
-                                  think=s.get("think", "echo"), decision_weight=s.get("decision_weight", 1.0),
-                                  attention_weight=s.get("attention_weight", 0.0),
-                                  attention_layer=s.get("attention_layer", 1))
+        # the settings are the functions' keywords: `vision_<name>` for the tower, the rest for the answers
+        vision = pretrain_vision(out, seed=seed, **{k.removeprefix("vision_"): v for k, v in s.items()
+                                                    if k.startswith("vision_")})
+        trained = pretrain_policy(out, seed=seed, **{k: v for k, v in s.items() if not k.startswith("vision_")
+                                                     and k not in ("dims", "report_images")})
         trained = {"vision_tower": vision, "answers": trained}
         report = {"greedy": policy_report(out, seed=seed, n_images=s.get("report_images", 64)),
                   "sampled": choice_report(out, seed=seed, n_images=s.get("report_images", 64),
-                                           think=s.get("think", "echo"))}
+                                           think=trained["answers"]["think"])}
     else:
         raise ConfigError(f"unknown toy pretraining stage '{stage}' (known: {STAGES})")
     result = report_file(out)

@@ -47,6 +47,8 @@ def test_top_entropy_quantile_reaches_trl():
      False, True, "first object outside the answer block"),
     (f'<think>t</think><answer>{{"bbox": [50, 50, 10, 10], {POINTS}}}</answer>', True, False, "unordered box"),
     (f'<think>t</think><answer>{{"bbox": [10, 10, 900, 50], {POINTS}}}</answer>', True, False, "box outside"),
+    (f'<think><answer>t</think><answer>{{"bbox": [10, 10, 50, 50], {POINTS}}}</answer>', False, True,
+     "an answer tag inside the think block"),
 ])
 def test_segzero_and_strict_answer_protocols_on_tricky_outputs(text, segzero_ok, strict_ok, why):
     assert parse_answer_segzero(text, points=True, think=True).ok is segzero_ok, why
@@ -116,3 +118,18 @@ def test_refcoco_tables_exist_in_both_prompt_readings():
             assert [{k: v for k, v in s.datasets[d].items() if k != "eval_prompt"} for d in grounding] == \
                    [s.datasets[d] for d in trained]  # the same data
             assert s.tables[table]["rows"] == s.tables[f"{table}_cot_prompt"]["rows"]
+
+
+def test_format_rewards_accept_what_segzero_evaluation_fails():
+    """Seg-Zero's format rewards and its evaluation disagree on an <answer> tag opened inside the think
+    block: both rewards pay for it, the evaluation's think pattern `<think>([^<]+)</think>` fails it.
+    A policy trained on the format rewards alone can drift there (docs/toy.md, Format-only seed 1)."""
+    from PIL import Image
+
+    from rise.rewards import ThinkFormatReward
+
+    text = f'<think><answer>the red square 1 2</think><answer>{{"bbox": [28, 28, 56, 56], {POINTS}}}</answer>'
+    completion = [{"role": "assistant", "content": text}]
+    assert ThinkFormatReward()(completions=[completion]) == [1.0]
+    assert SegFormatReward(single_quotes=False)(completions=[completion], image=[Image.new("RGB", (112, 112))]) == [1.0]
+    assert not parse_answer_segzero(text, points=True, think=True).ok

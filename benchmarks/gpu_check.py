@@ -4,7 +4,7 @@ Nothing is downloaded: Qwen2.5-VL is built from its published config with random
 ViT-B-32 and SAM2 have random weights. The training path is the project's own (`rise.train`),
 instrumented from outside. Prints one JSON line last (keys below); `--out FILE` also writes it.
 
-  python benchmarks/gpu_check.py                  # one GPU: Qwen2.5-VL-3B, SAM2-L (about 5 minutes on an H100)
+  python benchmarks/gpu_check.py                  # one GPU: Qwen2.5-VL-3B, SAM2-L (about 7 minutes on an H100 at 128 tokens)
   python benchmarks/gpu_check.py --cpu            # tiny models on the CPU, same keys (run by the tests)
 
 Keys:
@@ -135,6 +135,11 @@ class Instrument:
             def on_train_begin(self, args, state, control, model=None, **kw):
                 check.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
                 check.before = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+
+            def on_step_end(self, args, state, control, **kw):
+                # runs after TRL's flow callback: no end-of-run checkpoint (a 3B policy's, with its
+                # optimiser state, is about 45 GB: it filled the GPU machine's disk once)
+                control.should_save = False
 
             def on_train_end(self, args, state, control, model=None, **kw):
                 for n, p in model.named_parameters():
@@ -305,7 +310,7 @@ def main(argv=None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     cmd = [sys.executable, __file__, "--build-only", "--workdir", str(work), "--size", args.size] + (["--cpu"] if args.cpu else [])
-    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     build_s = time.perf_counter() - started
     device = torch.device("cpu" if args.cpu else "cuda")
     size = 112 if args.cpu else 840
@@ -313,17 +318,6 @@ def main(argv=None) -> dict:
 
     cfg = AutoConfig.from_pretrained(str(work / "policy"))
     prompts = 2 if args.cpu else 16
-    on = one_step(args, work, "checkpointing_on", prompts, True)
-    host_peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    # peak memory depends on the micro-batch, not on the accumulation: one prompt's 8 completions suffice
-    off = one_step(args, work, "checkpointing_off", 1, False)
-    weights = on.pop("weights_changed_share", None)
-    dtype = on.pop("policy_dtype", None)
-    logged = on.pop("logged", {})
-    phases = on.pop("phases_s", {})
-    for key in ("logged", "phases_s", "weights_changed_share", "policy_dtype"):
-        off.pop(key, None)
-    step_s = on.get("step_s")
     result = {
         "device": torch.cuda.get_device_name() if not args.cpu else "cpu",
         "gpus": torch.cuda.device_count() if not args.cpu else 0,
@@ -331,25 +325,44 @@ def main(argv=None) -> dict:
         "params_m": _params_m(cfg),
         "image_tokens_per_prompt": image_tokens(work, size), "expected_image_tokens": (size // 28) ** 2,
         "completion_length": args.completion_length,
-        "step_checkpointing_on": on, "step_checkpointing_off": off,
-        "weights_changed_share": weights, "policy_dtype": dtype,
+        "build_s": round(build_s, 1),
+        "versions": {m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "accelerate")},
+    }
+    # the quick parts first, and the JSON rewritten after each part: a run cut short keeps what it measured
+    result["rsem"] = rsem_comparison(args, work, device)
+    _write(args.out, result)
+    result["sam2"] = sam2_batch(args, work, device)
+    _write(args.out, result)
+    on = one_step(args, work, "checkpointing_on", prompts, True)
+    host_peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    weights = on.pop("weights_changed_share", None)
+    logged = on.pop("logged", {})
+    step_s = on.get("step_s")
+    result.update({
+        "step_checkpointing_on": on, "weights_changed_share": weights, "policy_dtype": on.pop("policy_dtype", None),
         "finite": bool(logged) and all(math.isfinite(float(v)) for v in logged.values()),
-        "logged": logged, "phases_s": phases,
+        "logged": logged, "phases_s": on.pop("phases_s", {}),
         "projected_2k_run_h": ({"one_device": round(STEPS_OF_PAPER_RUN * step_s / 3600, 2),
                                 "eight_gpus_ideal": round(STEPS_OF_PAPER_RUN * step_s / 8 / 3600, 2),
                                 "note": f"at {args.completion_length} completion tokens; generation grows with length"}
                                if step_s else None),
-        "rsem": rsem_comparison(args, work, device),
-        "sam2": sam2_batch(args, work, device),
         "host_peak_gib": round(host_peak_gib, 2), "projected_host_gib_8_ranks": round(8 * host_peak_gib, 1),
-        "build_s": round(build_s, 1), "total_s": round(time.perf_counter() - started, 1),
-        "versions": {m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "accelerate")},
-    }
-    line = json.dumps(result)
-    print(line)
-    if args.out:
-        Path(args.out).write_text(line + "\n")
+    })
+    _write(args.out, result)
+    # peak memory depends on the micro-batch, not on the accumulation: one prompt's 8 completions suffice
+    off = one_step(args, work, "checkpointing_off", 1, False)
+    for key in ("logged", "phases_s", "weights_changed_share", "policy_dtype"):
+        off.pop(key, None)
+    result["step_checkpointing_off"] = off
+    result["total_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result))
+    _write(args.out, result)
     return result
+
+
+def _write(out: str | None, result: dict) -> None:
+    if out:
+        Path(out).write_text(json.dumps(result) + "\n")
 
 
 def _params_m(cfg) -> float:

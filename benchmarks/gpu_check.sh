@@ -15,9 +15,11 @@ if [ "${1:-}" = "wheels" ]; then
   version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
   rm -rf .whl && mkdir -p .whl
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  # huggingface_hub is not carried: the image's own satisfies transformers, and a newer one needs
+  # packages (httpx2) that the image lacks
   pure=()
   for pkg in transformers trl open_clip_torch ftfy wcwidth hydra-core omegaconf datasets dill multiprocess \
-             huggingface_hub pycocotools jsonschema jsonschema-specifications referencing rpds-py; do
+             pycocotools jsonschema jsonschema-specifications referencing rpds-py; do
     pure+=("$pkg==$(version "$pkg")")
   done
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -33,6 +35,7 @@ fi
 
 PY=${PYTHON:-python3}
 if [ -d .whl ] && ! "$PY" -c "import trl, open_clip, sam2" 2>/dev/null; then
+  rm -rf /tmp/site  # a stale copy from an earlier call on the same machine would shadow these versions
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
 fi

@@ -1,6 +1,8 @@
 """The toy world through the workflow at a tiny size: pretraining stages, two seeds, the toy
 Table 4 (three of its rows) with mean and std over seeds, and a checkpoint sweep, from `snakemake` alone."""
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -45,5 +47,9 @@ def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
     sweep = pd.read_csv(root / "results/toy/sweeps/full_3b.csv")
     assert sorted(set(sweep["step"])) == [1, 2] and sorted(set(sweep["seed"])) == [0, 1]
     assert (root / "results/toy/sweeps/full_3b.png").exists() and (root / "results/toy/figures/sweeps.png").exists()
+    # the claim check runs on the table the workflow wrote (a 2-step table shows nothing: exit 1, not an error)
+    claim = subprocess.run([sys.executable, "-m", "rise.toy", "claim", "results/toy/table4.csv"], cwd=root,
+                           capture_output=True, text=True)
+    assert claim.returncode in (0, 1) and "| RISE (Full) | Format-only | reasonseg_test |" in claim.stdout
     again = sh("snakemake results/toy/table4.csv --cores 2 --config preset=toy", root)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -7,6 +7,8 @@
           --set KEY=VALUE ...]    GRPO variants through train, predict and evaluate, each seed in
                               DIR/seed-N (rise/toy/measure.py); prints one record per run, then
                               the mean and standard deviation over seeds per variant
+  claim TABLE [--margin 2]    do the R_sem rows of a toy table beat Format-only and the base by more
+                              than `margin` seed standard deviations? (rise/toy/claim.py; exit 1 if not)
 Errors a user can fix print as one line naming the file or setting, with exit code 2.
 """
 from __future__ import annotations
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any train setting for these runs, the value read as YAML (e.g. --set beta=0)")
+    p = sub.add_parser("claim", help="check a toy table against the paper's claim")
+    p.add_argument("table")
+    p.add_argument("--metric", default="gIoU", choices=["gIoU", "cIoU"])
+    p.add_argument("--margin", type=float, default=2.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("httpx", "urllib3", "filelock"):
@@ -49,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.params, preset=args.preset)
         if args.command == "pretrain":
             print(pretrain(settings, args.stage))
+        elif args.command == "claim":
+            from rise.toy.claim import check_claim, report
+
+            records = check_claim(args.table, settings.variants, args.metric, args.margin)
+            print(report(records, args.metric, args.margin))
+            return 0 if all(r["met"] for r in records) else 1
         elif args.command == "measure":
             import json
             from pathlib import Path

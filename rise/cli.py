@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
             q = settings.figures["qualitative"]
             qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
-                               settings.layout.figure("qualitative"), q.get("sample_ids"))
+                               settings.layout.figure("qualitative"), q.get("sample_ids"), q.get("pick", "random"))
         elif args.command == "show":
             from rise.report import table_markdown, write_markdown
 

@@ -15,8 +15,11 @@ from rise.imaging import open_rgb
 log = logging.getLogger(__name__)
 
 
-def choose_samples(manifest: list[dict], preds: dict, n: int, seed: int, sample_ids=None) -> list[dict]:
-    """The named samples, or a seeded pick that favours samples some variant answered in a usable form."""
+def choose_samples(manifest: list[dict], preds: dict, n: int, seed: int, sample_ids=None,
+                   ious: dict | None = None) -> list[dict]:
+    """The named samples; with `ious` ({variant: {sample_id: IoU}}), the samples where one variant beats
+    every other by the widest margin, each variant's best wins in turn; else a seeded pick that favours
+    samples some variant answered in a usable form."""
     if sample_ids:
         by_id = {m["sample_id"]: m for m in manifest}
         unknown = [s for s in sample_ids if s not in by_id]
@@ -25,9 +28,32 @@ def choose_samples(manifest: list[dict], preds: dict, n: int, seed: int, sample_
         return [by_id[s] for s in sample_ids]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(manifest))
+    chosen: list[int] = []
+    if ious and len(ious) > 1:
+        wins = {v: sorted(((margin, -rank, i) for rank, i in enumerate(order)
+                           if (margin := _win_margin(ious, v, manifest[i]["sample_id"])) > 0), reverse=True)
+                for v in ious}
+        while len(chosen) < n and any(wins.values()):
+            for v in ious:
+                if wins[v] and len(chosen) < n:
+                    chosen.append(wins[v].pop(0)[2])
     answered = [i for i in order if any(p[manifest[i]["sample_id"]]["parse_ok"] for p in preds.values())]
     rest = [i for i in order if i not in set(answered)]
-    return [manifest[i] for i in sorted((answered + rest)[:n])]
+    if not chosen:  # the seeded pick, in manifest order
+        return [manifest[i] for i in sorted((answered + rest)[:n])]
+    chosen += [i for i in answered + rest if i not in set(chosen)][: n - len(chosen)]
+    return [manifest[i] for i in chosen]
+
+
+def _win_margin(ious: dict, variant: str, sample_id: str) -> float:
+    """How far `variant`'s IoU on a sample is above the best other variant's (<= 0: not a win)."""
+    return ious[variant][sample_id] - max(ious[v][sample_id] for v in ious if v != variant)
+
+
+def win_counts(ious: dict, threshold: float = 0.1) -> dict:
+    """Per variant: samples where its IoU beats every other variant's by more than `threshold`."""
+    ids = next(iter(ious.values())).keys()
+    return {v: sum(_win_margin(ious, v, s) > threshold for s in ids) for v in ious}
 
 
 def _overlay(ax, image, mask, colour, outline=None):
@@ -53,7 +79,7 @@ def mask_iou(pred, gt) -> float:
 
 
 def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_samples: int, out: Path,
-                       sample_ids: list[str] | None = None) -> Path:
+                       sample_ids: list[str] | None = None, pick: str = "random") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +88,12 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
 
     manifest = load_eval_manifest(settings.layout.dataset_manifest(dataset))
     preds = {v: {p["sample_id"]: p for p in read_jsonl(settings.layout.predictions(v, dataset))} for v in variants}
-    samples = choose_samples(manifest, preds, n_samples, settings.seed, sample_ids)
+    ious = None
+    if pick == "disagree" and not sample_ids:
+        gts = {m["sample_id"]: decode_mask(m["mask"]) for m in manifest}
+        ious = {v: {s: mask_iou(decode_mask(p["mask"]) if p["mask"] else None, gts[s]) for s, p in preds[v].items()
+                    if s in gts} for v in variants}
+    samples = choose_samples(manifest, preds, n_samples, settings.seed, sample_ids, ious)
     cols = 1 + len(variants)
     fig, axes = plt.subplots(len(samples), cols, figsize=(3.6 * cols, 4.2 * len(samples)), squeeze=False)
     for row, sample in zip(axes, samples):
@@ -83,8 +114,14 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
             ax.set_title(f"{variant}: IoU {mask_iou(mask, gt):.2f}{status}", fontsize=8)
             reasoning = p["raw_text"].split("</think>")[0].replace("<think>", "").strip() or "(no reasoning text)"
             ax.set_xlabel(textwrap.fill(reasoning[:300], 45), fontsize=6)
-    fig.suptitle(f"{dataset} ({settings.preset} preset; seed {settings.layout.primary_seed}, final checkpoint): "
-                 "ground truth outlined in magenta,\npredicted box yellow, points cyan, mask red", fontsize=9)
+    title = (f"{dataset} ({settings.preset} preset; seed {settings.layout.primary_seed}, final checkpoint): "
+             "ground truth outlined in magenta,\npredicted box yellow, points cyan, mask red")
+    if ious:
+        counts = win_counts(ious)
+        title += (f"\nsamples where the variants differ most, each variant's in turn; of {len(manifest)}, IoU higher "
+                  "by > 0.1 than the other" + ("s" if len(variants) > 2 else "") + ": "
+                  + ", ".join(f"{v} {k}" for v, k in counts.items()))
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save_figure(fig, out, dpi=110)
     log.info("qualitative figure -> %s", out)

@@ -170,6 +170,22 @@ def test_qualitative_figure(in_demo, monkeypatch, tmp_path):
         assert im.size[0] > im.size[1] / 2 and im.size[0] > 500  # three columns, two rows
 
 
+def test_disagree_pick_takes_each_variants_widest_wins_in_turn():
+    from rise.figures import choose_samples, win_counts
+
+    manifest = [{"sample_id": f"s{k}"} for k in range(6)]
+    preds = {v: {m["sample_id"]: {"parse_ok": True} for m in manifest} for v in ("a", "b")}
+    ious = {"a": dict(zip([m["sample_id"] for m in manifest], [0.9, 0.5, 0.0, 0.6, 0.5, 0.95])),
+            "b": dict(zip([m["sample_id"] for m in manifest], [0.0, 0.5, 0.8, 0.55, 0.7, 0.0]))}
+    picked = [m["sample_id"] for m in choose_samples(manifest, preds, 4, 0, ious=ious)]
+    # a's widest win (s5, 0.95), b's (s2, 0.8), a's next (s0, 0.9), b's next (s4, 0.2)
+    assert picked == ["s5", "s2", "s0", "s4"]
+    assert win_counts(ious) == {"a": 2, "b": 2}  # s3's 0.05 is under the 0.1 threshold; s1 a tie
+    # more samples than wins: the rest from the seeded pick, no sample twice
+    picked = [m["sample_id"] for m in choose_samples(manifest, preds, 6, 0, ious=ious)]
+    assert sorted(picked) == sorted(m["sample_id"] for m in manifest)
+
+
 def test_vllm_backend_without_vllm_names_the_setting(in_demo):
     import dataclasses
 

@@ -41,7 +41,8 @@ def choose_samples(manifest: list[dict], preds: dict, n: int, seed: int, sample_
     rest = [i for i in order if i not in set(answered)]
     if not chosen:  # the seeded pick, in manifest order
         return [manifest[i] for i in sorted((answered + rest)[:n])]
-    chosen += [i for i in answered + rest if i not in set(chosen)][: n - len(chosen)]
+    taken = set(chosen)
+    chosen += [i for i in answered + rest if i not in taken][: n - len(chosen)]
     return [manifest[i] for i in chosen]
 
 

@@ -58,7 +58,6 @@ def check_claim(table: str | Path, variants: dict, metric: str = "gIoU", margin:
                 out.append({"row": row["label"], "against": ref["label"], "dataset": ds, "gap": round(gap, 2),
                             "std": round(strict, 2), "gap_in_std": round(gap / strict, 2) if strict else None,
                             "gap_in_pooled_std": round(gap / pooled, 2) if pooled else None,
-                            "seeds": int(row.get("seeds", 1)),
                             "met": bool(strict) and gap > margin * strict})
     return out
 

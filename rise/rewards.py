@@ -56,6 +56,9 @@ class SegFormatReward:
         return out
 
 
+SEMANTIC_SCALES = ("cosine", "unit")
+
+
 def crop_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     """Integer pixel bounds covering the box, at least one pixel, inside the image."""
     x1, y1, x2, y2 = box
@@ -70,6 +73,11 @@ class SemanticReward:
     Only the box is read: a completion with a valid box scores even if its points are malformed
     (those are R_seg's business); an invalid or missing box scores 0.
 
+    `scale`: "cosine" is eq. 5 as written, in [-1, 1]. "unit" maps it to (1 + cosine) / 2 in [0, 1],
+    so that any valid box outscores an invalid one: with the paper's CLIP that holds already (its
+    image-text cosines stay positive), with a CLIP whose cosines go negative (the toy world's) a
+    broken answer would otherwise beat a wrong box and training would learn to break the format.
+
     Batched: every distinct crop of the batch goes through the image tower in one pass, each
     image is converted to a tensor once, identical boxes of one image are scored once, and each
     distinct instruction is encoded once (cached). Crops are resized as tensors the way open_clip's
@@ -81,8 +89,12 @@ class SemanticReward:
     __name__ = "semantic"
 
     def __init__(self, model, tokenizer, *, device: str = "cpu", dtype=torch.float32,
-                 text_cache_size: int = 4096, single_quotes: bool = True):
+                 text_cache_size: int = 4096, single_quotes: bool = True, scale: str = "cosine"):
         import open_clip
+
+        if scale not in SEMANTIC_SCALES:
+            raise ValueError(f"train.semantic_scale: '{scale}' is not one of {SEMANTIC_SCALES}")
+        self.scale = scale
 
         self.model = model.to(device=device, dtype=dtype).eval()
         self.tokenizer = tokenizer
@@ -146,7 +158,8 @@ class SemanticReward:
         crops = torch.stack([self.crop_tensor(pixels[key], box) for key, box, _ in jobs]).to(self.dtype)
         img = F.normalize(self.model.encode_image(crops).float(), dim=-1)
         txt = self.text_features([instr for _, _, instr in jobs])
-        sims = (img * txt).sum(-1).tolist()
+        sims = (img * txt).sum(-1)
+        sims = ((1 + sims) / 2 if self.scale == "unit" else sims).tolist()
         for sim, idxs in zip(sims, jobs.values()):
             for i in idxs:
                 rewards[i] = float(sim)
@@ -157,7 +170,7 @@ class SemanticReward:
 
 
 def build_rewards(names, *, points: bool, cot: bool, clip_loader: Callable | None = None,
-                  device: str = "cpu", single_quotes: bool = True) -> list:
+                  device: str = "cpu", single_quotes: bool = True, semantic_scale: str = "cosine") -> list:
     """The enabled reward terms of a variant. Without CoT the think block is not asked for, so
     R_think is not applied even if listed. On GPU, CLIP runs in half precision beside the policy."""
     out = []
@@ -171,7 +184,7 @@ def build_rewards(names, *, points: bool, cot: bool, clip_loader: Callable | Non
             if clip_loader is None:
                 raise ValueError("the semantic reward needs a CLIP model")
             model, tokenizer = clip_loader()
-            out.append(SemanticReward(model, tokenizer, device=device, single_quotes=single_quotes,
+            out.append(SemanticReward(model, tokenizer, device=device, single_quotes=single_quotes, scale=semantic_scale,
                                       dtype=torch.float16 if torch.device(device).type == "cuda" else torch.float32))
         else:
             raise ValueError(f"unknown reward '{name}'")

@@ -28,7 +28,8 @@ def protocol_lines(settings: Settings) -> list[str]:
         f"metric protocol: {e['protocol']} (evaluate.protocol); answer read by: {e['answer']} (evaluate.answer)",
         f"SAM2: {sam['config']} with {Path(sam['checkpoint']).name} (models.sam2)",
         f"GRPO loss: {t['loss_type']}, entropy bonus {t['entropy_coef']}, KL {t['beta']}, "
-        f"max completion {t['max_completion_length']} tokens, strict JSON in rewards: {not t['json_single_quotes']}",
+        f"max completion {t['max_completion_length']} tokens, strict JSON in rewards: {not t['json_single_quotes']}, "
+        f"R_sem scale: {t['semantic_scale']}",
         f"training seeds: {t['seeds']} (train.seeds; tables show mean and std over a variant's seeds); "
         "checkpoint read by each table: " + ", ".join(
             f"{name}={settings.tables[name].get('checkpoint', 'final')}" for name in settings.tables),

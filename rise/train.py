@@ -293,7 +293,8 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
         return m, tok
 
     rewards = build_rewards(v.rewards, points=v.points, cot=v.cot, clip_loader=clip_loader, device=str(device),
-                            single_quotes=settings.train["json_single_quotes"])
+                            single_quotes=settings.train["json_single_quotes"],
+                            semantic_scale=settings.train["semantic_scale"])
     if not rewards:
         raise ConfigError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
     log.info("%s: %d process(es) on %s; policy %s in %s (%s), gradient checkpointing %s, "

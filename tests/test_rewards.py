@@ -59,6 +59,20 @@ def test_invalid_box_scores_zero_and_duplicates_score_once(clip):
     assert reward.last_stats == {"completions": 6, "distinct_crops": 1}
 
 
+def test_unit_scale_maps_the_cosine_to_zero_one_and_keeps_invalid_at_zero(clip):
+    model, _, tokenizer = clip
+    cosine, unit = SemanticReward(model, tokenizer), SemanticReward(model, tokenizer, scale="unit")
+    imgs = [image(4), image(5), image(6)]
+    comps = [answer((10, 10, 60, 90)), answer((0, 0, 112, 112)), [{"role": "assistant", "content": "garbage"}]]
+    texts = ["the red circle", "a blue square", "t"]
+    raw = cosine(completions=comps, image=imgs, instruction=texts)
+    got = unit(completions=comps, image=imgs, instruction=texts)
+    assert np.allclose(got[:2], [(1 + r) / 2 for r in raw[:2]]) and got[2] == 0.0
+    assert all(0 <= g <= 1 for g in got)
+    with pytest.raises(ValueError, match="train.semantic_scale: 'exp'"):
+        SemanticReward(model, tokenizer, scale="exp")
+
+
 def test_semantic_reward_ignores_malformed_points(clip):
     model, _, tokenizer = clip
     reward = SemanticReward(model, tokenizer)

@@ -186,9 +186,11 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
 
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
     trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
-                              segzero_share=0.5, nonce_share=0.5, batch_size=2, think="referent", decision_weight=5,
-                              attention_weight=1.0, attention_layer=0)
-    assert trained["steps"] == 3 and trained["nonce_share"] == 0.5
+                              schedule_steps=5, segzero_share=0.5, nonce_share=0.5, batch_size=2, think="referent",
+                              decision_weight=5, attention_weight=1.0, attention_layer=0)
+    assert trained["steps"] == 3 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
+    with pytest.raises(ValueError, match="schedule_steps: 2 is fewer than its steps"):
+        pretrain_policy(out, steps=3, one_object_steps=1, schedule_steps=2, batch_size=2)
     config = json.loads((out / "config.json").read_text())  # trained with eager attention, saved for SDPA
     assert config.get("_attn_implementation", config.get("attn_implementation", "sdpa")) in ("sdpa", None)
     report = policy_report(out, families=("base", "classname"), n_images=2, batch_size=2)

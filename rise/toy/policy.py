@@ -194,7 +194,7 @@ def attention_loss(attention: torch.Tensor, input_ids: torch.Tensor, next_labels
 
 
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
-                    short_prompt_steps: int = 0,
+                    short_prompt_steps: int = 0, schedule_steps: int | None = None,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1) -> dict:
@@ -204,6 +204,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     tokens instead of Seg-Zero's 160): the same answer is learnt 3-4x faster per step, and the
     image tokens are a larger share of what attention sees; after the one-object steps,
     `segzero_share` of their examples ask with Seg-Zero's prompt already, and every later step does.
+
+    The learning rate is a one-cycle over `schedule_steps` (default: `steps`); a run with fewer
+    `steps` stops part-way down it, with the same rates, data and weights as the longer run up to
+    its last step, so steps after the prompt switch can be cut without changing what came before.
 
     `nonce_share` of the examples with several objects name a made-up word (NONCE_WORDS) whose
     answer is a random object of the scene: the policy learns that a word it cannot read leaves
@@ -232,9 +236,14 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     if attention_weight and not 0 <= attention_layer < layers:
         raise ValueError(f"pretrain.policy.attention_layer: {attention_layer} is not a layer of the policy "
                          f"(it has {layers} text layers, 0-{layers - 1})")
+    schedule_steps = steps if schedule_steps is None else schedule_steps
+    if schedule_steps < steps:
+        raise ValueError(f"pretrain.policy.schedule_steps: {schedule_steps} is fewer than its steps ({steps}); "
+                         "the learning-rate schedule must span every step")
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=schedule_steps,
+                                                   pct_start=0.05)
     end = processor.tokenizer.eos_token
     # the think block's row and column numbers (" 1".." 4") are the answer's one real decision
     cell_ids = torch.tensor([processor.tokenizer.convert_tokens_to_ids(processor.tokenizer.tokenize(f" {k}"))[0]
@@ -290,7 +299,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
         model.set_attn_implementation("sdpa")  # what every later stage loads it with
     model.save_pretrained(policy_dir)
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
-            "short_prompt_steps": short_prompt_steps, "think": think, "decision_weight": decision_weight,
+            "short_prompt_steps": short_prompt_steps, "schedule_steps": schedule_steps, "think": think,
+            "decision_weight": decision_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),

@@ -12,6 +12,8 @@ rule train:
     params:
         settings=lambda w: S.stage_settings("train", w.variant, seed=int(w.seed)),
     log: log_file("train", "{variant}-seed{seed}")
+    # training runs are the long jobs: started first, the short predictions fill the gaps after
+    priority: 1
     threads: cpus("train")
     resources: **resources("train")
     conda: ENV

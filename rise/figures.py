@@ -61,6 +61,8 @@ def _overlay(ax, image, mask, colour, outline=None):
     """The image, a mask filled in `colour`, and the ground truth's outline (magenta, dashed: a colour
     no demo or toy shape has)."""
     ax.imshow(image)
+    # the image's extent stays the axes' limits: a box or point on its edge must not widen one panel
+    ax.set_autoscale_on(False)
     if mask is not None:
         rgba = np.zeros((*mask.shape, 4))
         rgba[mask] = (*colour, 0.45)

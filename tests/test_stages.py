@@ -170,6 +170,27 @@ def test_qualitative_figure(in_demo, monkeypatch, tmp_path):
         assert im.size[0] > im.size[1] / 2 and im.size[0] > 500  # three columns, two rows
 
 
+def test_a_box_on_the_image_edge_keeps_the_panel_at_the_images_extent():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from rise.figures import _overlay
+
+    fig, ax = plt.subplots()
+    image, gt = np.zeros((112, 112, 3)), np.zeros((112, 112), bool)
+    gt[84:, 56:84] = True
+    _overlay(ax, image, gt, (1.0, 0.0, 0.0), outline=gt)
+    limits = (ax.get_xlim(), ax.get_ylim())
+    ax.add_patch(Rectangle((56, 84), 28, 28, fill=False))  # a cell box on the bottom edge
+    ax.plot(70, 115, marker="*")
+    assert (ax.get_xlim(), ax.get_ylim()) == limits == ((-0.5, 111.5), (111.5, -0.5))
+    plt.close(fig)
+
+
 def test_disagree_pick_takes_each_variants_widest_wins_in_turn():
     from rise.figures import choose_samples, win_counts
 

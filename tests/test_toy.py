@@ -198,6 +198,27 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     assert 0 <= report["base"]["hit_rate"] <= 1
 
 
+
+def test_made_up_words_from_a_later_step_leave_the_earlier_steps_as_without_them(tmp_path):
+    """`nonce_from_step`: the steps before it draw the same scenes and train the same weights as a
+    run without made-up words; from it on, they change what is learnt."""
+    from safetensors.torch import load_file
+
+    from rise.toy.policy import build_toy_policy, pretrain_policy
+
+    def weights(name, **nonce):
+        out = build_toy_policy(tmp_path / name, dims=TINY_DIMS)
+        report = pretrain_policy(out, steps=3, one_object_steps=0, two_object_steps=0, batch_size=4,
+                                 think="compact", **nonce)
+        return report, load_file(out / "model.safetensors")
+
+    _, plain = weights("plain")
+    report, late = weights("late", nonce_share=1.0, nonce_from_step=3)
+    _, early = weights("early", nonce_share=1.0, nonce_from_step=2)
+    assert report["nonce_from_step"] == 3
+    assert all(torch.equal(plain[k], late[k]) for k in plain)
+    assert not all(torch.equal(plain[k], early[k]) for k in plain)
+
 @pytest.mark.parametrize("think", world.THINK_STYLES)
 def test_choice_distribution_is_the_probability_of_writing_each_objects_think(tmp_path, think):
     """Checked against the log-probabilities of each object's think block, read from one

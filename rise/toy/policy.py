@@ -195,7 +195,8 @@ def attention_loss(attention: torch.Tensor, input_ids: torch.Tensor, next_labels
 
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
-                    segzero_share: float = 0.0, nonce_share: float = 0.0, seed: int = 0, batch_size: int = 16,
+                    segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0, seed: int = 0,
+                    batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1) -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
@@ -212,7 +213,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     `nonce_share` of the examples with several objects name a made-up word (NONCE_WORDS) whose
     answer is a random object of the scene: the policy learns that a word it cannot read leaves
     every object equally likely, so on the words RISE trains on its samples spread over the objects
-    instead of repeating one guess (what GRPO needs to compare answers; docs/toy.md).
+    instead of repeating one guess (what GRPO needs to compare answers; docs/toy.md). They start at
+    step `nonce_from_step`: from the start they delay the step where the policy learns to look at the
+    named object (docs/toy.md, "Sixth round"). The scenes drawn before that step are the same as
+    without made-up words.
 
     Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
@@ -255,7 +259,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
         while len(prompts) < batch_size:
             objects = make_scene(rng, 1 if step < one_object_steps else 2 if step < two_object_steps
                                  else rng.randint(2, 4))
-            if len(objects) > 1 and rng.random() < nonce_share:
+            # the draw is made at every step, so the stream before `nonce_from_step` is the same as without
+            if len(objects) > 1 and rng.random() < (nonce_share if step >= nonce_from_step else 0.0):
                 text, target = f"the {rng.choice(NONCE_WORDS)}", rng.randrange(len(objects))
             else:
                 options = instructions(objects, family)
@@ -301,7 +306,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
             "short_prompt_steps": short_prompt_steps, "schedule_steps": schedule_steps, "think": think,
             "decision_weight": decision_weight,
-            "segzero_share": segzero_share, "nonce_share": nonce_share, "seconds": round(seconds, 1),
+            "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
             "final_row_token_accuracy": round(float(np.mean(row_accuracy[-50:])), 4)}

@@ -159,6 +159,15 @@ def test_toy_tokenizer_writes_coordinates_as_single_tokens(tmp_path):
     assert len(numbers) >= 8
 
 
+
+def test_a_fact_names_the_colour_and_shape_its_class_name_stands_for():
+    rng = random.Random(0)
+    for _ in range(30):
+        question, answer = world.fact(rng)
+        name = question.removeprefix("What is the ").removesuffix("?")
+        (colour, shape), = [k for k, v in world.CLASS_NAMES.items() if v == name]
+        assert answer == f"the {name} is a {colour} {shape}"
+
 def test_nonce_words_are_whole_tokens_that_no_family_uses(tmp_path):
     from transformers import AutoProcessor
 
@@ -182,13 +191,14 @@ def test_nonce_words_are_whole_tokens_that_no_family_uses(tmp_path):
 
 
 def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
-    from rise.toy.policy import build_toy_policy, policy_report, pretrain_policy
+    from rise.toy.policy import build_toy_policy, fact_report, policy_report, pretrain_policy
 
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
     trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
-                              schedule_steps=5, segzero_share=0.5, nonce_share=0.5, batch_size=2, think="referent",
-                              decision_weight=5, attention_weight=1.0, attention_layer=0)
+                              schedule_steps=5, segzero_share=0.5, nonce_share=0.5, fact_share=0.5, batch_size=2,
+                              think="referent", decision_weight=5, attention_weight=1.0, attention_layer=0)
     assert trained["steps"] == 3 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
+    assert trained["fact_share"] == 0.5
     with pytest.raises(ValueError, match="schedule_steps: 2 is fewer than its steps"):
         pretrain_policy(out, steps=3, one_object_steps=1, schedule_steps=2, batch_size=2)
     config = json.loads((out / "config.json").read_text())  # trained with eager attention, saved for SDPA
@@ -196,6 +206,8 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     report = policy_report(out, families=("base", "classname"), n_images=2, batch_size=2)
     assert set(report) == {"base", "classname", "example"}
     assert 0 <= report["base"]["hit_rate"] <= 1
+    facts = fact_report(out)
+    assert facts["n"] == len(world.CLASS_NAMES) and 0 <= facts["known"] <= 1
 
 
 

@@ -71,7 +71,8 @@ def pretrain(settings: Settings, stage: str) -> Path:
         report = sam2_report(out, config=sam["config"], image_size=sam["image_size"], seed=seed,
                              n_images=s.get("report_images", 100))
     elif stage == "policy":
-        from rise.toy.policy import build_toy_policy, choice_report, policy_report, pretrain_policy, pretrain_vision
+        from rise.toy.policy import (build_toy_policy, choice_report, fact_report, policy_report, pretrain_policy,
+                                     pretrain_vision)
 
         out, s = policy_dir(settings), p["policy"]
         build_toy_policy(out, seed=seed, dims=s.get("dims"))
@@ -83,7 +84,8 @@ def pretrain(settings: Settings, stage: str) -> Path:
         trained = {"vision_tower": vision, "answers": trained}
         report = {"greedy": policy_report(out, seed=seed, n_images=s.get("report_images", 64)),
                   "sampled": choice_report(out, seed=seed, n_images=s.get("report_images", 64),
-                                           think=trained["answers"]["think"])}
+                                           think=trained["answers"]["think"]),
+                  "facts": fact_report(out, seed=seed)}
     else:
         raise ConfigError(f"unknown toy pretraining stage '{stage}' (known: {STAGES})")
     result = report_file(out)

@@ -21,7 +21,7 @@ from rise.answer import parse_answer
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
 from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, NONCE_WORDS, SIZE, SIZE_WORDS, THINK_STYLES,
-                            answer_text, instructions, make_scene, render, scenes, split_seed, think_text)
+                            answer_text, fact, instructions, make_scene, render, scenes, split_seed, think_text)
 from rise.warmup import answer_batch
 
 log = logging.getLogger(__name__)
@@ -187,16 +187,18 @@ def attention_loss(attention: torch.Tensor, input_ids: torch.Tensor, next_labels
     head; cells: per sample, the target's cell (row-major, the order of the image's tokens)."""
     terms = []
     for b, cell in enumerate(cells):
+        if cell is None:  # an example without a decision
+            continue
         target = torch.nonzero(input_ids[b] == image_token_id)[cell, 0]
         for k in torch.nonzero(torch.isin(next_labels[b], decision_ids))[:, 0]:
             terms.append(-torch.log(attention[b, k, target] + 1e-6))
-    return torch.stack(terms).mean()
+    return torch.stack(terms).mean() if terms else attention.sum() * 0.0
 
 
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
-                    segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0, seed: int = 0,
-                    batch_size: int = 16,
+                    segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0,
+                    fact_share: float = 0.0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1) -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
@@ -217,6 +219,11 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     step `nonce_from_step`: from the start they delay the step where the policy learns to look at the
     named object (docs/toy.md, "Sixth round"). The scenes drawn before that step are the same as
     without made-up words.
+
+    `fact_share` of the examples, at every step, ask what a class-like name looks like and teach the
+    answer in words (world.fact: "the tomato is a red circle"), with a scene that plays no part: the
+    policy knows the names as a language model knows objects, but is never shown one grounded, so
+    using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh round").
 
     Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
@@ -259,6 +266,17 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
         while len(prompts) < batch_size:
             objects = make_scene(rng, 1 if step < one_object_steps else 2 if step < two_object_steps
                                  else rng.randint(2, 4))
+            # drawn only when facts are taught, so a run without them keeps the stream it always had
+            if fact_share and rng.random() < fact_share:
+                question, answer = fact(rng)
+                prompt = processor.apply_chat_template(
+                    [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+                    add_generation_prompt=True, tokenize=False)
+                prompts.append(prompt)
+                fulls.append(prompt + answer + end)
+                images.append(render(objects, noise))
+                cells.append(None)  # no row or column to look for
+                continue
             # the draw is made at every step, so the stream before `nonce_from_step` is the same as without
             if len(objects) > 1 and rng.random() < (nonce_share if step >= nonce_from_step else 0.0):
                 text, target = f"the {rng.choice(NONCE_WORDS)}", rng.randrange(len(objects))
@@ -306,7 +324,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
             "short_prompt_steps": short_prompt_steps, "schedule_steps": schedule_steps, "think": think,
             "decision_weight": decision_weight,
-            "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step, "seconds": round(seconds, 1),
+            "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step, "fact_share": fact_share,
+            "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
             "final_row_token_accuracy": round(float(np.mean(row_accuracy[-50:])), 4)}
@@ -349,6 +368,31 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
     report["example"] = texts[0] if texts else ""
     return report
 
+
+
+@torch.no_grad()
+def fact_report(policy_dir: str | Path, *, seed: int = 0) -> dict:
+    """Whether the policy knows each class-like name in words: its greedy answer to world.fact's
+    question ("What is the tomato?") against the fact ("the tomato is a red circle"), asked with a
+    held-out scene. Known names (every one, after `fact_share` pretraining) are what RISE can draw on."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(policy_dir)
+    processor.tokenizer.padding_side = "left"
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
+    stream = scenes(seed, "policy_facts")
+    questions, answers, images = [], [], []
+    for (colour, shape), name in sorted(CLASS_NAMES.items()):
+        questions.append(processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"What is the {name}?"}]}],
+            add_generation_prompt=True, tokenize=False))
+        answers.append(f"the {name} is a {colour} {shape}")
+        images.append(next(stream)[1])
+    batch = processor(text=questions, images=images, padding=True, return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=16, do_sample=False)
+    said = [t.strip() for t in processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+    return {"n": len(answers), "known": round(float(np.mean([s == a for s, a in zip(said, answers)])), 4),
+            "example": said[0]}
 
 @torch.no_grad()
 def choice_distribution(model, processor, samples: list[tuple], *, batch_size: int = 16,

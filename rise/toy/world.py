@@ -42,6 +42,14 @@ FAMILIES = ("base", "classname", "colour", "shape")
 NONCE_WORDS = ("blicket", "dax", "wug", "fep", "zorp", "kiki", "roke", "gazzer", "tufa", "modi", "pilk", "jeb")
 
 
+
+def fact(rng: random.Random) -> tuple[str, str]:
+    """A question about what a class-like name looks like, and its answer ("What is the tomato?",
+    "the tomato is a red circle"): the toy policy's knowledge of the names in words alone, the
+    analogue of what a language model knows about objects before it grounds them (docs/toy.md)."""
+    (colour, shape), name = rng.choice(sorted(CLASS_NAMES.items()))
+    return f"What is the {name}?", f"the {name} is a {colour} {shape}"
+
 @dataclass
 class ToyObject:
     colour: str

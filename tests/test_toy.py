@@ -211,9 +211,9 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
 
 
 
-def test_made_up_words_from_a_later_step_leave_the_earlier_steps_as_without_them(tmp_path):
-    """`nonce_from_step`: the steps before it draw the same scenes and train the same weights as a
-    run without made-up words; from it on, they change what is learnt."""
+def test_made_up_words_and_facts_from_a_later_step_leave_the_earlier_steps_as_without_them(tmp_path):
+    """`nonce_from_step`, `fact_from_step`: the steps before draw the same scenes and train the same
+    weights as a run without made-up words or facts; from it on, they change what is learnt."""
     from safetensors.torch import load_file
 
     from rise.toy.policy import build_toy_policy, pretrain_policy
@@ -225,11 +225,12 @@ def test_made_up_words_from_a_later_step_leave_the_earlier_steps_as_without_them
         return report, load_file(out / "model.safetensors")
 
     _, plain = weights("plain")
-    report, late = weights("late", nonce_share=1.0, nonce_from_step=3)
-    _, early = weights("early", nonce_share=1.0, nonce_from_step=2)
-    assert report["nonce_from_step"] == 3
-    assert all(torch.equal(plain[k], late[k]) for k in plain)
-    assert not all(torch.equal(plain[k], early[k]) for k in plain)
+    for kind in ("nonce", "fact"):
+        report, late = weights(f"{kind}-late", **{f"{kind}_share": 1.0, f"{kind}_from_step": 3})
+        _, early = weights(f"{kind}-early", **{f"{kind}_share": 1.0, f"{kind}_from_step": 2})
+        assert report[f"{kind}_from_step"] == 3
+        assert all(torch.equal(plain[k], late[k]) for k in plain), kind
+        assert not all(torch.equal(plain[k], early[k]) for k in plain), kind
 
 @pytest.mark.parametrize("think", world.THINK_STYLES)
 def test_choice_distribution_is_the_probability_of_writing_each_objects_think(tmp_path, think):

@@ -198,7 +198,7 @@ def attention_loss(attention: torch.Tensor, input_ids: torch.Tensor, next_labels
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0,
-                    fact_share: float = 0.0, seed: int = 0, batch_size: int = 16,
+                    fact_share: float = 0.0, fact_from_step: int = 0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1) -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
@@ -220,10 +220,11 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     named object (docs/toy.md, "Sixth round"). The scenes drawn before that step are the same as
     without made-up words.
 
-    `fact_share` of the examples, at every step, ask what a class-like name looks like and teach the
+    `fact_share` of the examples, from step `fact_from_step` on, ask what a class-like name looks like and teach the
     answer in words (world.fact: "the tomato is a red circle"), with a scene that plays no part: the
     policy knows the names as a language model knows objects, but is never shown one grounded, so
-    using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh round").
+    using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh round"). Like the
+    made-up words, they leave the scenes drawn before their first step as they were without them.
 
     Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
@@ -266,8 +267,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
         while len(prompts) < batch_size:
             objects = make_scene(rng, 1 if step < one_object_steps else 2 if step < two_object_steps
                                  else rng.randint(2, 4))
-            # drawn only when facts are taught, so a run without them keeps the stream it always had
-            if fact_share and rng.random() < fact_share:
+            # drawn only where facts are taught, so the steps before keep the stream they had without them
+            if fact_share and step >= fact_from_step and rng.random() < fact_share:
                 question, answer = fact(rng)
                 prompt = processor.apply_chat_template(
                     [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
@@ -325,7 +326,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             "short_prompt_steps": short_prompt_steps, "schedule_steps": schedule_steps, "think": think,
             "decision_weight": decision_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step, "fact_share": fact_share,
-            "seconds": round(seconds, 1),
+            "fact_from_step": fact_from_step, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
             "final_row_token_accuracy": round(float(np.mean(row_accuracy[-50:])), 4)}

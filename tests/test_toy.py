@@ -442,6 +442,37 @@ def test_measure_entry_names_an_unknown_variant(tmp_path):
     assert proc.returncode == 2 and "nosuch" in proc.stderr
 
 
+
+def test_group_ranking_reads_how_a_reward_orders_each_groups_hits():
+    from rise.toy.measure import group_ranking
+
+    rewards = [[0.9, 0.2, 0.3, 0.2], [0.5, 0.5], [0.1, 0.8, 0.4]]
+    hits = [[True, False, False, False], [False, False], [True, False, False]]
+    r = group_ranking(rewards, hits)
+    assert r["groups"] == 3 and r["mixed_groups"] == round(2 / 3, 3)
+    assert r["best_is_hit"] == 0.5  # the first mixed group's best is its hit, the third's is a miss
+    assert r["reward_hit"] == 0.5 and r["reward_miss"] == round(float(np.mean([0.2, 0.3, 0.2, 0.5, 0.5, 0.8, 0.4])), 3)
+    first = (0.9 - 0.4) / (np.std([0.9, 0.2, 0.3, 0.2]) + 1e-4)
+    third = (0.1 - 13 / 30) / (np.std([0.1, 0.8, 0.4]) + 1e-4)
+    assert r["hit_advantage"] == round(float((first + third) / 2), 3)
+    assert r["hit_rate"] == round(2 / 9, 3)
+
+
+def test_rank_rewards_entry_scores_a_policys_sampled_groups(tmp_path):
+    import subprocess
+    import sys
+
+    root, models = tiny_toy_project(tmp_path)
+    for stage in ("clip", "policy"):
+        proc = subprocess.run([sys.executable, "-m", "rise.toy", "pretrain", stage], cwd=root,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = subprocess.run([sys.executable, "-m", "rise.toy", "rank-rewards", str(models / "policy"), "--prompts", "1"],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert set(report) == {"classname", "shape"} and all(r["groups"] == 1 for r in report.values())
+
 def test_family_scores_counts_a_box_on_the_target_cell_as_a_hit(tmp_path):
     from rise.config import PROJECT_ROOT, load_settings
     from rise.contracts import write_jsonl

@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any train setting for these runs, the value read as YAML (e.g. --set beta=0)")
+    p = sub.add_parser("rank-rewards", help="whether R_sem ranks a policy's right answers first in its groups")
+    p.add_argument("policy", help="a policy folder: the pretrained base or a GRPO checkpoint")
+    p.add_argument("--prompts", type=int, default=48, help="prompts per family")
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("claim", help="check a toy table against the paper's claim")
     p.add_argument("table")
     p.add_argument("--metric", default="gIoU", choices=["gIoU", "cIoU"])
@@ -61,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
             records = check_claim(args.table, settings.variants, args.metric, args.margin)
             print(report(records, args.metric, args.margin))
             return 0 if all(r["met"] for r in records) else 1
+        elif args.command == "rank-rewards":
+            import json
+
+            from rise.toy.measure import reward_ranking
+
+            print(json.dumps(reward_ranking(settings, args.policy, n_prompts=args.prompts, seed=args.seed), indent=1))
         elif args.command == "measure":
             import json
             from pathlib import Path

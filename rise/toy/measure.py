@@ -117,3 +117,73 @@ def measure(params: str | Path, root: str | Path, seed: int, variants: list[str]
                         "signal": training_signal(settings, v)})
         log.info("toy measure: %s", records[-1])
     return records
+
+
+def group_ranking(rewards: list[list[float]], hits: list[list[bool]]) -> dict:
+    """How a reward ranks each GRPO group's right answers (hits) against its wrong ones: the mean
+    reward of hits and of misses, the share of groups holding both, of those the share whose best
+    answer is a hit, and the mean group-normalised advantage (GRPO's) a hit receives there."""
+    r_hit, r_miss, best, advantage, mixed = [], [], [], [], 0
+    for r, h in zip(rewards, hits):
+        r, h = np.asarray(r, dtype=float), np.asarray(h, dtype=bool)
+        r_hit += r[h].tolist()
+        r_miss += r[~h].tolist()
+        if h.any() and (~h).any():
+            mixed += 1
+            best.append(bool(h[r.argmax()]))
+            advantage += ((r - r.mean()) / (r.std() + 1e-4))[h].tolist()
+
+    def mean(values):
+        return round(float(np.mean(values)), 3) if values else None
+
+    return {"groups": len(rewards), "hit_rate": mean([x for h in hits for x in h]),
+            "reward_hit": mean(r_hit), "reward_miss": mean(r_miss),
+            "mixed_groups": round(mixed / len(rewards), 3) if rewards else None,
+            "best_is_hit": mean(best), "hit_advantage": mean(advantage)}
+
+
+def reward_ranking(settings, policy_dir: str | Path, *, families=("classname", "shape"), n_prompts: int = 48,
+                   group: int = 8, seed: int = 0) -> dict:
+    """Per family, on held-out scenes with 2-4 objects: `group` answers sampled from the policy (the
+    train prompt, temperature `train.temperature`), each scored by R_sem as training scores it
+    (the preset's CLIP, `train.semantic_scale`) and called a hit when its box is the named object's
+    cell; then `group_ranking`. It says whether GRPO's groups hold a signal for the named object,
+    apart from whether training then follows it (docs/toy.md, "Seventh round")."""
+    import random
+
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from rise.answer import parse_answer
+    from rise.models import load_clip
+    from rise.prompts import conversation
+    from rise.rewards import SemanticReward
+    from rise.toy.policy import box_iou
+    from rise.toy.world import SIZE, instructions, scenes
+
+    t, c = settings.train, settings.models["clip"]
+    torch.manual_seed(seed)
+    processor = AutoProcessor.from_pretrained(policy_dir)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
+    clip, _, tokenizer = load_clip(c["model"], c["pretrained"], f"presets.{settings.preset}.models.clip")
+    reward = SemanticReward(clip, tokenizer, scale=t["semantic_scale"], single_quotes=t["json_single_quotes"])
+    rng, stream = random.Random(seed), scenes(seed, "reward_ranking")
+    groups: dict[str, tuple[list, list]] = {f: ([], []) for f in families}
+    while min(len(g[0]) for g in groups.values()) < n_prompts:
+        objects, image = next(stream)
+        family = min(families, key=lambda f: len(groups[f][0]))
+        options = instructions(objects, family)
+        if len(objects) < 2 or not options:
+            continue
+        text, target = rng.choice(options)
+        prompt = processor.apply_chat_template(conversation(text), add_generation_prompt=True, tokenize=False)
+        batch = processor(text=[prompt], images=[image], return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**batch, do_sample=True, temperature=t["temperature"], num_return_sequences=group,
+                                 max_new_tokens=t["max_completion_length"])
+        answers = processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        rewards = reward.score(answers, [image] * group, [text] * group, keys=[0] * group)
+        boxes = [parse_answer(a, SIZE, SIZE, points=False, single_quotes=t["json_single_quotes"]) for a in answers]
+        groups[family][0].append(rewards)
+        groups[family][1].append([b.ok and box_iou(b.box, objects[target].cell_box) >= 0.5 for b in boxes])
+    return {f: group_ranking(*groups[f]) for f in families}

@@ -458,7 +458,7 @@ def test_group_ranking_reads_how_a_reward_orders_each_groups_hits():
     assert r["hit_rate"] == round(2 / 9, 3)
 
 
-def test_rank_rewards_entry_scores_a_policys_sampled_groups(tmp_path):
+def test_rank_rewards_and_compare_updates_entries_read_a_policys_sampled_groups(tmp_path):
     import subprocess
     import sys
 
@@ -472,6 +472,19 @@ def test_rank_rewards_entry_scores_a_policys_sampled_groups(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert set(report) == {"classname", "shape"} and all(r["groups"] == 1 for r in report.values())
+    proc = subprocess.run([sys.executable, "-m", "rise.toy", "compare-updates", str(models / "policy"),
+                           "--prompts", "1", "--steps", "1,2"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["answers"] == 2 * 8 and set(report["grpo"]) == {"step 1", "step 2"}
+    if report["hit_rate"]:
+        assert set(report["supervised_on_hits"]) == {"step 1", "step 2"}
+    else:  # a random tiny policy rarely finds the cell: nothing to learn from, said so
+        assert report["supervised_on_hits"] == {"skipped": "the batch holds no hit to learn from"}
+    assert 0 <= report["grpo"]["step 2"]["fresh_hit_rate"] <= 1
+    proc = subprocess.run([sys.executable, "-m", "rise.toy", "compare-updates", str(models / "policy"), "--steps", "a"],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 2 and "--steps a" in proc.stderr
 
 def test_family_scores_counts_a_box_on_the_target_cell_as_a_hit(tmp_path):
     from rise.config import PROJECT_ROOT, load_settings

@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("policy", help="a policy folder: the pretrained base or a GRPO checkpoint")
     p.add_argument("--prompts", type=int, default=48, help="prompts per family")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("compare-updates", help="GRPO's update against a supervised one on a batch's right answers")
+    p.add_argument("policy", help="a policy folder: the pretrained base or a GRPO checkpoint")
+    p.add_argument("--prompts", type=int, default=4, help="prompts per family (classname, shape)")
+    p.add_argument("--steps", default="1,3,10", help="after which update steps to report, comma-separated")
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("claim", help="check a toy table against the paper's claim")
     p.add_argument("table")
     p.add_argument("--metric", default="gIoU", choices=["gIoU", "cIoU"])
@@ -71,6 +76,17 @@ def main(argv: list[str] | None = None) -> int:
             from rise.toy.measure import reward_ranking
 
             print(json.dumps(reward_ranking(settings, args.policy, n_prompts=args.prompts, seed=args.seed), indent=1))
+        elif args.command == "compare-updates":
+            import json
+
+            from rise.toy.measure import update_comparison
+
+            try:
+                steps = tuple(int(x) for x in args.steps.split(","))
+            except ValueError:
+                raise RiseError(f"--steps {args.steps}: expected whole numbers separated by commas") from None
+            print(json.dumps(update_comparison(settings, args.policy, n_prompts=args.prompts, steps=steps,
+                                               seed=args.seed), indent=1))
         elif args.command == "measure":
             import json
             from pathlib import Path

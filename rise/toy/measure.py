@@ -142,48 +142,138 @@ def group_ranking(rewards: list[list[float]], hits: list[list[bool]]) -> dict:
             "best_is_hit": mean(best), "hit_advantage": mean(advantage)}
 
 
-def reward_ranking(settings, policy_dir: str | Path, *, families=("classname", "shape"), n_prompts: int = 48,
-                   group: int = 8, seed: int = 0) -> dict:
-    """Per family, on held-out scenes with 2-4 objects: `group` answers sampled from the policy (the
-    train prompt, temperature `train.temperature`), each scored by R_sem as training scores it
-    (the preset's CLIP, `train.semantic_scale`) and called a hit when its box is the named object's
-    cell; then `group_ranking`. It says whether GRPO's groups hold a signal for the named object,
-    apart from whether training then follows it (docs/toy.md, "Seventh round")."""
+def held_out_groups(model, processor, reward, settings, *, families=("classname", "shape"), n_prompts: int = 48,
+                    group: int = 8, seed: int = 0, stream: str = "reward_ranking") -> dict:
+    """Per family, `n_prompts` held-out scenes with 2-4 objects and one instruction each; for each,
+    `group` answers sampled from `model` (the train prompt, `train.temperature`), scored by `reward`
+    (R_sem as training scores it) and called hits when the box is the named object's cell. Returns
+    {family: [(prompt, image, answers, hits, rewards), ...]}."""
     import random
 
     import torch
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from rise.answer import parse_answer
-    from rise.models import load_clip
     from rise.prompts import conversation
-    from rise.rewards import SemanticReward
     from rise.toy.policy import box_iou
     from rise.toy.world import SIZE, instructions, scenes
 
-    t, c = settings.train, settings.models["clip"]
-    torch.manual_seed(seed)
-    processor = AutoProcessor.from_pretrained(policy_dir)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
-    clip, _, tokenizer = load_clip(c["model"], c["pretrained"], f"presets.{settings.preset}.models.clip")
-    reward = SemanticReward(clip, tokenizer, scale=t["semantic_scale"], single_quotes=t["json_single_quotes"])
-    rng, stream = random.Random(seed), scenes(seed, "reward_ranking")
-    groups: dict[str, tuple[list, list]] = {f: ([], []) for f in families}
-    while min(len(g[0]) for g in groups.values()) < n_prompts:
-        objects, image = next(stream)
-        family = min(families, key=lambda f: len(groups[f][0]))
+    t = settings.train
+    rng, scenes_ = random.Random(seed), scenes(seed, stream)
+    prompts: dict[str, list] = {f: [] for f in families}
+    while min(len(v) for v in prompts.values()) < n_prompts:
+        objects, image = next(scenes_)
+        family = min(families, key=lambda f: len(prompts[f]))
         options = instructions(objects, family)
         if len(objects) < 2 or not options:
             continue
         text, target = rng.choice(options)
         prompt = processor.apply_chat_template(conversation(text), add_generation_prompt=True, tokenize=False)
-        batch = processor(text=[prompt], images=[image], return_tensors="pt")
+        prompts[family].append((prompt, image, text, objects[target].cell_box))
+    processor.tokenizer.padding_side = "left"
+    out: dict[str, list] = {}
+    for family, items in prompts.items():
+        for prompt, image, text, cell in items:
+            batch = processor(text=[prompt], images=[image], return_tensors="pt")
+            with torch.no_grad():
+                ids = model.generate(**batch, do_sample=True, temperature=t["temperature"], num_return_sequences=group,
+                                     max_new_tokens=t["max_completion_length"])
+            answers = processor.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            rewards = reward.score(answers, [image] * group, [text] * group, keys=[0] * group)
+            boxes = [parse_answer(a, SIZE, SIZE, points=False, single_quotes=t["json_single_quotes"]) for a in answers]
+            hits = [bool(b.ok and box_iou(b.box, cell) >= 0.5) for b in boxes]
+            out.setdefault(family, []).append((prompt, image, answers, hits, rewards))
+    return out
+
+
+def _toy_policy_and_reward(settings, policy_dir: str | Path, seed: int):
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from rise.models import load_clip
+    from rise.rewards import SemanticReward
+
+    torch.manual_seed(seed)
+    t, c = settings.train, settings.models["clip"]
+    processor = AutoProcessor.from_pretrained(policy_dir)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
+    clip, _, tokenizer = load_clip(c["model"], c["pretrained"], f"presets.{settings.preset}.models.clip")
+    reward = SemanticReward(clip, tokenizer, scale=t["semantic_scale"], single_quotes=t["json_single_quotes"])
+    return model, processor, reward
+
+
+def reward_ranking(settings, policy_dir: str | Path, *, families=("classname", "shape"), n_prompts: int = 48,
+                   group: int = 8, seed: int = 0) -> dict:
+    """Per family, `held_out_groups` read by `group_ranking`: whether GRPO's groups hold a signal for
+    the named object, apart from whether training then follows it (docs/toy.md, "Seventh round")."""
+    model, processor, reward = _toy_policy_and_reward(settings, policy_dir, seed)
+    groups = held_out_groups(model, processor, reward, settings, families=families, n_prompts=n_prompts,
+                             group=group, seed=seed)
+    return {f: group_ranking([g[4] for g in gs], [g[3] for g in gs]) for f, gs in groups.items()}
+
+
+def update_comparison(settings, policy_dir: str | Path, *, n_prompts: int = 4, group: int = 8, steps=(1, 3, 10),
+                      seed: int = 0) -> dict:
+    """What updates on one batch of GRPO groups do to the policy: from the same start, AdamW steps
+    (`train.learning_rate`, `weight_decay`, `max_grad_norm`) of GRPO's loss at its first step (ratio 1,
+    each answer's mean token log-probability times its group-normalised R_sem advantage: TRL's `grpo`
+    loss without the KL term) and of a supervised loss on the batch's hits alone. After each of
+    `steps`, the mean token log-probability of the batch's hits and misses and the hit rate of fresh
+    samples on the same prompts (docs/toy.md, "Seventh round")."""
+    import copy
+
+    import torch
+
+    from rise.warmup import answer_batch
+
+    t = settings.train
+    base, processor, reward = _toy_policy_and_reward(settings, policy_dir, seed)
+    groups = held_out_groups(base, processor, reward, settings, n_prompts=n_prompts, group=group, seed=seed,
+                             stream="update_comparison")
+    rows = []  # (prompt, image, answer, advantage, hit)
+    for prompt, image, answers, hits, rewards in (g for gs in groups.values() for g in gs):
+        r = np.asarray(rewards, dtype=float)
+        advantage = (r - r.mean()) / (r.std() + 1e-4)
+        rows += [(prompt, image, a, float(adv), h) for a, adv, h in zip(answers, advantage, hits)]
+    end = processor.tokenizer.eos_token
+    processor.tokenizer.padding_side = "right"
+    batch, labels = answer_batch(processor, [r[0] for r in rows], [r[0] + r[2] + end for r in rows],
+                                 [r[1] for r in rows])
+    advantage = torch.tensor([r[3] for r in rows])
+    hit = torch.tensor([r[4] for r in rows])
+
+    def token_logp(model):
+        logits = model(**batch).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        taught = (targets != -100).float()
+        return (logp * taught).sum(1) / taught.sum(1)
+
+    def state(model):
+        model.eval()
         with torch.no_grad():
-            out = model.generate(**batch, do_sample=True, temperature=t["temperature"], num_return_sequences=group,
-                                 max_new_tokens=t["max_completion_length"])
-        answers = processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        rewards = reward.score(answers, [image] * group, [text] * group, keys=[0] * group)
-        boxes = [parse_answer(a, SIZE, SIZE, points=False, single_quotes=t["json_single_quotes"]) for a in answers]
-        groups[family][0].append(rewards)
-        groups[family][1].append([b.ok and box_iou(b.box, objects[target].cell_box) >= 0.5 for b in boxes])
-    return {f: group_ranking(*groups[f]) for f in families}
+            logp = token_logp(model)
+        fresh = held_out_groups(model, processor, reward, settings, n_prompts=n_prompts, group=group, seed=seed,
+                                stream="update_comparison")
+        model.train()
+        mean = lambda x: round(float(x.mean()), 4) if len(x) else None  # noqa: E731
+        return {"logp_hits": mean(logp[hit]), "logp_misses": mean(logp[~hit]),
+                "fresh_hit_rate": round(float(np.mean([h for gs in fresh.values() for g in gs for h in g[3]])), 3)}
+
+    report = {"answers": len(rows), "hit_rate": round(float(hit.float().mean()), 3), "start": state(base)}
+    for name in ("grpo", "supervised_on_hits"):
+        if name == "supervised_on_hits" and not hit.any():
+            report[name] = {"skipped": "the batch holds no hit to learn from"}
+            continue
+        model = copy.deepcopy(base).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=t["learning_rate"], weight_decay=t["weight_decay"])
+        report[name] = {}
+        for step in range(1, max(steps) + 1):
+            logp = token_logp(model)
+            loss = -(advantage * logp).mean() if name == "grpo" else -logp[hit].mean()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t["max_grad_norm"])
+            optimizer.step()
+            if step in steps:
+                report[name][f"step {step}"] = state(model)
+    return report

@@ -473,10 +473,12 @@ def test_rank_rewards_and_compare_updates_entries_read_a_policys_sampled_groups(
     report = json.loads(proc.stdout)
     assert set(report) == {"classname", "shape"} and all(r["groups"] == 1 for r in report.values())
     proc = subprocess.run([sys.executable, "-m", "rise.toy", "compare-updates", str(models / "policy"),
-                           "--prompts", "1", "--steps", "1,2"], cwd=root, capture_output=True, text=True)
+                           "--prompts", "1", "--steps", "1,2", "--updates", "grpo,grpo_kl,grpo_positive,supervised_on_hits"],
+                          cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
-    assert report["answers"] == 2 * 8 and set(report["grpo"]) == {"step 1", "step 2"}
+    assert report["answers"] == 2 * 8
+    assert set(report["grpo"]) == set(report["grpo_kl"]) == set(report["grpo_positive"]) == {"step 1", "step 2"}
     if report["hit_rate"]:
         assert set(report["supervised_on_hits"]) == {"step 1", "step 2"}
     else:  # a random tiny policy rarely finds the cell: nothing to learn from, said so
@@ -485,6 +487,9 @@ def test_rank_rewards_and_compare_updates_entries_read_a_policys_sampled_groups(
     proc = subprocess.run([sys.executable, "-m", "rise.toy", "compare-updates", str(models / "policy"), "--steps", "a"],
                           cwd=root, capture_output=True, text=True)
     assert proc.returncode == 2 and "--steps a" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "rise.toy", "compare-updates", str(models / "policy"),
+                           "--updates", "grpo,nosuch"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 2 and "nosuch" in proc.stderr
 
 def test_family_scores_counts_a_box_on_the_target_cell_as_a_hit(tmp_path):
     from rise.config import PROJECT_ROOT, load_settings

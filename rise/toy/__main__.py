@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("policy", help="a policy folder: the pretrained base or a GRPO checkpoint")
     p.add_argument("--prompts", type=int, default=4, help="prompts per family (classname, shape)")
     p.add_argument("--steps", default="1,3,10", help="after which update steps to report, comma-separated")
+    p.add_argument("--updates", default="grpo,supervised_on_hits",
+                   help="comma-separated, of grpo, grpo_kl, grpo_positive, supervised_on_hits")
+    p.add_argument("--kl-beta", type=float, default=0.04, help="the KL coefficient of grpo_kl")
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("claim", help="check a toy table against the paper's claim")
     p.add_argument("table")
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError:
                 raise RiseError(f"--steps {args.steps}: expected whole numbers separated by commas") from None
             print(json.dumps(update_comparison(settings, args.policy, n_prompts=args.prompts, steps=steps,
-                                               seed=args.seed), indent=1))
+                                               seed=args.seed, updates=tuple(args.updates.split(",")),
+                                               kl_beta=args.kl_beta), indent=1))
         elif args.command == "measure":
             import json
             from pathlib import Path

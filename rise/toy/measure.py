@@ -211,20 +211,28 @@ def reward_ranking(settings, policy_dir: str | Path, *, families=("classname", "
     return {f: group_ranking([g[4] for g in gs], [g[3] for g in gs]) for f, gs in groups.items()}
 
 
+UPDATES = ("grpo", "grpo_kl", "grpo_positive", "supervised_on_hits")
+
+
 def update_comparison(settings, policy_dir: str | Path, *, n_prompts: int = 4, group: int = 8, steps=(1, 3, 10),
-                      seed: int = 0) -> dict:
+                      seed: int = 0, updates=("grpo", "supervised_on_hits"), kl_beta: float = 0.04) -> dict:
     """What updates on one batch of GRPO groups do to the policy: from the same start, AdamW steps
-    (`train.learning_rate`, `weight_decay`, `max_grad_norm`) of GRPO's loss at its first step (ratio 1,
-    each answer's mean token log-probability times its group-normalised R_sem advantage: TRL's `grpo`
-    loss without the KL term) and of a supervised loss on the batch's hits alone. After each of
-    `steps`, the mean token log-probability of the batch's hits and misses and the hit rate of fresh
-    samples on the same prompts (docs/toy.md, "Seventh round")."""
+    (`train.learning_rate`, `weight_decay`, `max_grad_norm`) of each of `updates` (UPDATES):
+    `grpo`, GRPO's loss at its first step (ratio 1, each answer's mean token log-probability times its
+    group-normalised R_sem advantage: TRL's `grpo` loss without the KL term); `grpo_kl`, the same
+    plus `kl_beta` times TRL's per-token KL estimate to the starting policy; `grpo_positive`, the same
+    with negative advantages set to 0; `supervised_on_hits`, a supervised loss on the batch's hits
+    alone. After each of `steps`, the mean token log-probability of the batch's hits and misses and
+    the hit rate of fresh samples on the same prompts (docs/toy.md, "Seventh round")."""
     import copy
 
     import torch
 
     from rise.warmup import answer_batch
 
+    unknown = [u for u in updates if u not in UPDATES]
+    if unknown:
+        raise ConfigError(f"updates {unknown} are not known (known: {list(UPDATES)})")
     t = settings.train
     base, processor, reward = _toy_policy_and_reward(settings, policy_dir, seed)
     groups = held_out_groups(base, processor, reward, settings, n_prompts=n_prompts, group=group, seed=seed,
@@ -241,12 +249,28 @@ def update_comparison(settings, policy_dir: str | Path, *, n_prompts: int = 4, g
     advantage = torch.tensor([r[3] for r in rows])
     hit = torch.tensor([r[4] for r in rows])
 
-    def token_logp(model):
+    taught = (labels[:, 1:] != -100).float()
+
+    def per_token_logp(model):
         logits = model(**batch).logits[:, :-1].float()
-        targets = labels[:, 1:]
-        logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        taught = (targets != -100).float()
-        return (logp * taught).sum(1) / taught.sum(1)
+        return torch.log_softmax(logits, -1).gather(-1, labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+
+    def token_logp(model):
+        return (per_token_logp(model) * taught).sum(1) / taught.sum(1)
+
+    with torch.no_grad():
+        start_logp = per_token_logp(base)
+
+    def loss_of(name, model):
+        if name == "supervised_on_hits":
+            return -token_logp(model)[hit].mean()
+        logp = per_token_logp(model)
+        weight = advantage.clamp(min=0) if name == "grpo_positive" else advantage
+        per_token = -weight[:, None] * logp
+        if name == "grpo_kl":  # TRL's k3 estimate of KL(policy || reference), per token
+            gap = start_logp - logp
+            per_token = per_token + kl_beta * (torch.exp(gap) - gap - 1)
+        return ((per_token * taught).sum(1) / taught.sum(1)).mean()
 
     def state(model):
         model.eval()
@@ -260,7 +284,7 @@ def update_comparison(settings, policy_dir: str | Path, *, n_prompts: int = 4, g
                 "fresh_hit_rate": round(float(np.mean([h for gs in fresh.values() for g in gs for h in g[3]])), 3)}
 
     report = {"answers": len(rows), "hit_rate": round(float(hit.float().mean()), 3), "start": state(base)}
-    for name in ("grpo", "supervised_on_hits"):
+    for name in updates:
         if name == "supervised_on_hits" and not hit.any():
             report[name] = {"skipped": "the batch holds no hit to learn from"}
             continue
@@ -268,8 +292,7 @@ def update_comparison(settings, policy_dir: str | Path, *, n_prompts: int = 4, g
         optimizer = torch.optim.AdamW(model.parameters(), lr=t["learning_rate"], weight_decay=t["weight_decay"])
         report[name] = {}
         for step in range(1, max(steps) + 1):
-            logp = token_logp(model)
-            loss = -(advantage * logp).mean() if name == "grpo" else -logp[hit].mean()
+            loss = loss_of(name, model)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), t["max_grad_norm"])

@@ -119,6 +119,12 @@ def measure(params: str | Path, root: str | Path, seed: int, variants: list[str]
     return records
 
 
+def group_advantages(rewards) -> np.ndarray:
+    """GRPO's advantages within one group: each reward less the group's mean, over its standard deviation."""
+    r = np.asarray(rewards, dtype=float)
+    return (r - r.mean()) / (r.std() + 1e-4)
+
+
 def group_ranking(rewards: list[list[float]], hits: list[list[bool]]) -> dict:
     """How a reward ranks each GRPO group's right answers (hits) against its wrong ones: the mean
     reward of hits and of misses, the share of groups holding both, of those the share whose best
@@ -131,7 +137,7 @@ def group_ranking(rewards: list[list[float]], hits: list[list[bool]]) -> dict:
         if h.any() and (~h).any():
             mixed += 1
             best.append(bool(h[r.argmax()]))
-            advantage += ((r - r.mean()) / (r.std() + 1e-4))[h].tolist()
+            advantage += group_advantages(r)[h].tolist()
 
     def mean(values):
         return round(float(np.mean(values)), 3) if values else None
@@ -190,14 +196,20 @@ def _toy_policy_and_reward(settings, policy_dir: str | Path, seed: int):
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from rise.models import load_clip
-    from rise.rewards import SemanticReward
+    from rise.rewards import build_rewards
 
     torch.manual_seed(seed)
     t, c = settings.train, settings.models["clip"]
     processor = AutoProcessor.from_pretrained(policy_dir)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
-    clip, _, tokenizer = load_clip(c["model"], c["pretrained"], f"presets.{settings.preset}.models.clip")
-    reward = SemanticReward(clip, tokenizer, scale=t["semantic_scale"], single_quotes=t["json_single_quotes"])
+
+    def clip_loader():
+        clip, _, tokenizer = load_clip(c["model"], c["pretrained"], f"presets.{settings.preset}.models.clip")
+        return clip, tokenizer
+
+    # R_sem built as the train stage builds it
+    reward, = build_rewards(["semantic"], points=True, cot=True, clip_loader=clip_loader,
+                            single_quotes=t["json_single_quotes"], semantic_scale=t["semantic_scale"])
     return model, processor, reward
 
 
@@ -239,9 +251,7 @@ def update_comparison(settings, policy_dir: str | Path, *, n_prompts: int = 4, g
                              stream="update_comparison")
     rows = []  # (prompt, image, answer, advantage, hit)
     for prompt, image, answers, hits, rewards in (g for gs in groups.values() for g in gs):
-        r = np.asarray(rewards, dtype=float)
-        advantage = (r - r.mean()) / (r.std() + 1e-4)
-        rows += [(prompt, image, a, float(adv), h) for a, adv, h in zip(answers, advantage, hits)]
+        rows += [(prompt, image, a, float(adv), h) for a, adv, h in zip(answers, group_advantages(rewards), hits)]
     end = processor.tokenizer.eos_token
     processor.tokenizer.padding_side = "right"
     batch, labels = answer_batch(processor, [r[0] for r in rows], [r[0] + r[2] + end for r in rows],
@@ -279,7 +289,10 @@ def update_comparison(settings, policy_dir: str | Path, *, n_prompts: int = 4, g
         fresh = held_out_groups(model, processor, reward, settings, n_prompts=n_prompts, group=group, seed=seed,
                                 stream="update_comparison")
         model.train()
-        mean = lambda x: round(float(x.mean()), 4) if len(x) else None  # noqa: E731
+
+        def mean(x):
+            return round(float(x.mean()), 4) if len(x) else None
+
         return {"logp_hits": mean(logp[hit]), "logp_misses": mean(logp[~hit]),
                 "fresh_hit_rate": round(float(np.mean([h for gs in fresh.values() for g in gs for h in g[3]])), 3)}
 

@@ -21,7 +21,7 @@ from rise.answer import parse_answer
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
 from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, NONCE_WORDS, SIZE, SIZE_WORDS, THINK_STYLES,
-                            answer_text, fact, instructions, make_scene, render, scenes, split_seed, think_text)
+                            answer_text, fact, fact_text, instructions, make_scene, render, scenes, split_seed, think_text)
 from rise.warmup import answer_batch
 
 log = logging.getLogger(__name__)
@@ -220,11 +220,12 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     named object (docs/toy.md, "Sixth round"). The scenes drawn before that step are the same as
     without made-up words.
 
-    `fact_share` of the examples, from step `fact_from_step` on, ask what a class-like name looks like and teach the
-    answer in words (world.fact: "the tomato is a red circle"), with a scene that plays no part: the
-    policy knows the names as a language model knows objects, but is never shown one grounded, so
-    using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh round"). Like the
-    made-up words, they leave the scenes drawn before their first step as they were without them.
+    `fact_share` of the examples, from step `fact_from_step` on, ask what a class-like name looks
+    like and teach the answer in words (world.fact: "the tomato is a red circle"), with a scene that
+    plays no part: the policy knows the names as a language model knows objects, but is never shown
+    one grounded, so using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh
+    round"). Like the made-up words, they leave the scenes drawn before their first step as they
+    were without them.
 
     Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
@@ -270,9 +271,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             # drawn only where facts are taught, so the steps before keep the stream they had without them
             if fact_share and step >= fact_from_step and rng.random() < fact_share:
                 question, answer = fact(rng)
-                prompt = processor.apply_chat_template(
-                    [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
-                    add_generation_prompt=True, tokenize=False)
+                prompt = fact_prompt(processor, question)
                 prompts.append(prompt)
                 fulls.append(prompt + answer + end)
                 images.append(render(objects, noise))
@@ -325,8 +324,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
             "short_prompt_steps": short_prompt_steps, "schedule_steps": schedule_steps, "think": think,
             "decision_weight": decision_weight,
-            "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step, "fact_share": fact_share,
-            "fact_from_step": fact_from_step, "seconds": round(seconds, 1),
+            "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step,
+            "fact_share": fact_share, "fact_from_step": fact_from_step, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
             "final_row_token_accuracy": round(float(np.mean(row_accuracy[-50:])), 4)}
@@ -370,6 +369,12 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
     return report
 
 
+def fact_prompt(processor, question: str) -> str:
+    """A question about a name in words, asked beside an image (the chat template, no grounding prompt)."""
+    return processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+        add_generation_prompt=True, tokenize=False)
+
 
 @torch.no_grad()
 def fact_report(policy_dir: str | Path, *, seed: int = 0) -> dict:
@@ -383,17 +388,17 @@ def fact_report(policy_dir: str | Path, *, seed: int = 0) -> dict:
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
     stream = scenes(seed, "policy_facts")
     questions, answers, images = [], [], []
-    for (colour, shape), name in sorted(CLASS_NAMES.items()):
-        questions.append(processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"What is the {name}?"}]}],
-            add_generation_prompt=True, tokenize=False))
-        answers.append(f"the {name} is a {colour} {shape}")
+    for _, name in sorted(CLASS_NAMES.items()):
+        question, answer = fact_text(name)
+        questions.append(fact_prompt(processor, question))
+        answers.append(answer)
         images.append(next(stream)[1])
     batch = processor(text=questions, images=images, padding=True, return_tensors="pt")
     out = model.generate(**batch, max_new_tokens=16, do_sample=False)
     said = [t.strip() for t in processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
     return {"n": len(answers), "known": round(float(np.mean([s == a for s, a in zip(said, answers)])), 4),
             "example": said[0]}
+
 
 @torch.no_grad()
 def choice_distribution(model, processor, samples: list[tuple], *, batch_size: int = 16,

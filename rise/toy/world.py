@@ -42,13 +42,19 @@ FAMILIES = ("base", "classname", "colour", "shape")
 NONCE_WORDS = ("blicket", "dax", "wug", "fep", "zorp", "kiki", "roke", "gazzer", "tufa", "modi", "pilk", "jeb")
 
 
-
-def fact(rng: random.Random) -> tuple[str, str]:
+def fact_text(name: str) -> tuple[str, str]:
     """A question about what a class-like name looks like, and its answer ("What is the tomato?",
     "the tomato is a red circle"): the toy policy's knowledge of the names in words alone, the
     analogue of what a language model knows about objects before it grounds them (docs/toy.md)."""
-    (colour, shape), name = rng.choice(sorted(CLASS_NAMES.items()))
+    (colour, shape), = [k for k, v in CLASS_NAMES.items() if v == name]
     return f"What is the {name}?", f"the {name} is a {colour} {shape}"
+
+
+def fact(rng: random.Random) -> tuple[str, str]:
+    """`fact_text` of a class-like name drawn at random."""
+    _, name = rng.choice(sorted(CLASS_NAMES.items()))
+    return fact_text(name)
+
 
 @dataclass
 class ToyObject:

@@ -323,15 +323,17 @@ def config_overrides(effective: dict, base: dict) -> dict:
             if sub or not isinstance(old, dict):
                 out[key] = sub
         else:
-            value = _typed(value, old)
+            value = typed_value(value, old)
             if not isinstance(base, dict) or key not in base or old != value:
                 out[key] = value
     return out
 
 
-def _typed(value, old):
+def typed_value(value, old=None):
+    """A setting given as text (a command line's KEY=VALUE) read as YAML, numbers such as 1e-4 as floats;
+    left as text where the setting it replaces (`old`) is text."""
     if isinstance(value, list):
-        return [_typed(v, None) for v in value]
+        return [typed_value(v, None) for v in value]
     if not isinstance(value, str) or isinstance(old, str):
         return copy.deepcopy(value)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_project, run_rise
-from rise.config import config_overrides, deep_merge, load_settings, read_params
+from rise.config import config_overrides, deep_merge, load_settings, read_params, typed_value
 from rise.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +20,13 @@ def snakemake(args: str, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(f"snakemake {args}", cwd=cwd, shell=True, capture_output=True, text=True, env=env,
                           timeout=300)
+
+
+def test_a_setting_given_as_text_is_read_as_its_type():
+    # YAML 1.1 reads 1e-4 as text; a learning rate given so on a command line must still be a number
+    assert typed_value("1e-4") == 1e-4 and isinstance(typed_value("1e-4"), float)
+    assert typed_value("0") == 0 and typed_value("[1, 2]") == [1, 2] and typed_value("dapo") == "dapo"
+    assert typed_value("12", old="a name") == "12"
 
 
 def test_overrides_are_the_nested_difference_and_merge_back():

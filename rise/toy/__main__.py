@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             import json
             from pathlib import Path
 
-            import yaml
-
+            from rise.config import typed_value
             from rise.toy.measure import measure, summarise
 
             chosen = {"learning_rate": args.learning_rate, "max_steps": args.steps, "temperature": args.temperature}
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 key, sep, value = item.partition("=")
                 if not sep:
                     raise RiseError(f"--set {item}: expected KEY=VALUE (a train setting)")
-                chosen[key] = yaml.safe_load(value)
+                chosen[key] = typed_value(value)
             records = []
             try:
                 seeds = [int(s) for s in args.seeds.split(",")]

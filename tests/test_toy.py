@@ -196,8 +196,9 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
     trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
                               schedule_steps=5, segzero_share=0.5, nonce_share=0.5, fact_share=0.5, batch_size=2,
-                              think="referent", decision_weight=5, attention_weight=1.0, attention_layer=0)
-    assert trained["steps"] == 3 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
+                              think="referent", decision_weight=5, attention_weight=1.0, attention_layer=0,
+                              previous_token_weight=1.0)
+    assert trained["steps"] == 3 and trained["previous_token_weight"] == 1.0 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
     assert trained["fact_share"] == 0.5
     with pytest.raises(ValueError, match="schedule_steps: 2 is fewer than its steps"):
         pretrain_policy(out, steps=3, one_object_steps=1, schedule_steps=2, batch_size=2)
@@ -315,6 +316,19 @@ def test_attention_loss_reads_the_targets_image_token_from_each_decision():
     attention[0, 6, 3] = 0.25
     loss = attention_loss(attention, input_ids, next_labels, decision, image, [2])
     assert loss.item() == pytest.approx(-(np.log(0.5 + 1e-6) + np.log(0.25 + 1e-6)) / 2, rel=1e-5)
+
+
+def test_previous_token_loss_reads_each_answer_positions_attention_to_the_token_before():
+    from rise.toy.policy import previous_token_loss
+
+    next_labels = torch.tensor([[-100, -100, 7, 8], [-100, -100, -100, 8]])  # taught: (0, 2), (0, 3), (1, 3)
+    attention = torch.full((2, 4, 4), 0.1)
+    attention[0, 2, 1], attention[0, 3, 2], attention[1, 3, 2] = 0.5, 0.25, 0.8
+    attention[0, 2, 2] = 0.9  # attention elsewhere is not what is taught
+    loss = previous_token_loss(attention, next_labels)
+    expected = -(np.log(0.5 + 1e-6) + np.log(0.25 + 1e-6) + np.log(0.8 + 1e-6)) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert previous_token_loss(attention, torch.full((2, 4), -100)).item() == 0.0
 
 
 def test_an_attention_layer_the_policy_lacks_is_named(tmp_path):

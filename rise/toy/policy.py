@@ -195,12 +195,22 @@ def attention_loss(attention: torch.Tensor, input_ids: torch.Tensor, next_labels
     return torch.stack(terms).mean() if terms else attention.sum() * 0.0
 
 
+def previous_token_loss(attention: torch.Tensor, next_labels: torch.Tensor) -> torch.Tensor:
+    """-log of the attention one head pays, from each answer position, to the token just before it.
+    attention: (batch, query, key) of that head; next_labels: the labels shifted (-100: not taught)."""
+    b, k = torch.nonzero(next_labels != -100, as_tuple=True)
+    keep = k > 0
+    b, k = b[keep], k[keep]
+    return -torch.log(attention[b, k, k - 1] + 1e-6).mean() if len(k) else attention.sum() * 0.0
+
+
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0,
                     fact_share: float = 0.0, fact_from_step: int = 0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
-                    decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1) -> dict:
+                    decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1,
+                    previous_token_weight: float = 0.0) -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
 
     The first `short_prompt_steps` ask with Qwen2.5-VL's short grounding prompt (about 15 text
@@ -244,7 +254,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     processor.tokenizer.padding_side = "right"
     # attention supervision reads the attention weights, which only the eager implementation returns
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        policy_dir, **({"attn_implementation": "eager"} if attention_weight else {}))
+        policy_dir, **({"attn_implementation": "eager"} if attention_weight or previous_token_weight else {}))
     layers = model.config.text_config.num_hidden_layers
     if attention_weight and not 0 <= attention_layer < layers:
         raise ValueError(f"pretrain.policy.attention_layer: {attention_layer} is not a layer of the policy "
@@ -294,12 +304,14 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             images.append(render(objects, noise))
             cells.append(objects[target].row * GRID + objects[target].col)
         batch, labels = answer_batch(processor, prompts, fulls, images)
-        out = model(**batch, output_attentions=bool(attention_weight))
+        out = model(**batch, output_attentions=bool(attention_weight or previous_token_weight))
         loss = answer_loss(out.logits, labels, cell_ids, decision_weight)
         next_labels = labels[:, 1:]
         if attention_weight:
             loss = loss + attention_weight * attention_loss(out.attentions[attention_layer][:, 0], batch["input_ids"],
                                                             next_labels, cell_ids, model.config.image_token_id, cells)
+        if previous_token_weight:
+            loss = loss + previous_token_weight * previous_token_loss(out.attentions[0][:, 0], next_labels)
         with torch.no_grad():
             is_cell = torch.isin(next_labels, cell_ids)
             right = out.logits[:, :-1].argmax(-1) == next_labels
@@ -318,12 +330,12 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                      np.mean(losses[-50:]), np.mean(cell_accuracy[-50:]), np.mean(row_accuracy[-50:]),
                      time.perf_counter() - start)
     seconds = time.perf_counter() - start
-    if attention_weight:
+    if attention_weight or previous_token_weight:
         model.set_attn_implementation("sdpa")  # what every later stage loads it with
     model.save_pretrained(policy_dir)
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
             "short_prompt_steps": short_prompt_steps, "schedule_steps": schedule_steps, "think": think,
-            "decision_weight": decision_weight,
+            "decision_weight": decision_weight, "previous_token_weight": previous_token_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step,
             "fact_share": fact_share, "fact_from_step": fact_from_step, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),

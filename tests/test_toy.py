@@ -198,8 +198,8 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
                               schedule_steps=5, segzero_share=0.5, nonce_share=0.5, fact_share=0.5, batch_size=2,
                               think="referent", decision_weight=5, attention_weight=1.0, attention_layer=0,
                               previous_token_weight=1.0)
-    assert trained["steps"] == 3 and trained["previous_token_weight"] == 1.0 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
-    assert trained["fact_share"] == 0.5
+    assert trained["steps"] == 3 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
+    assert trained["fact_share"] == 0.5 and trained["previous_token_weight"] == 1.0
     with pytest.raises(ValueError, match="schedule_steps: 2 is fewer than its steps"):
         pretrain_policy(out, steps=3, one_object_steps=1, schedule_steps=2, batch_size=2)
     config = json.loads((out / "config.json").read_text())  # trained with eager attention, saved for SDPA

@@ -243,7 +243,9 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     are learnt first and the answer's one decision stays at chance much longer (docs/toy.md).
     `attention_weight` adds that much of `attention_loss` for head 0 of layer `attention_layer`:
     with a cosine-probed tower (pretrain_vision) it is what made the policy pick the named object
-    (docs/toy.md, "Third round"). The reported accuracy is that of the row and column numbers,
+    (docs/toy.md, "Third round"). `previous_token_weight` adds that much of `previous_token_loss` for
+    head 0 of layer 0, the half of that circuit that otherwise forms at a step CPUs move (docs/toy.md,
+    "Eighth round"). The reported accuracy is that of the row and column numbers,
     teacher-forced."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
@@ -253,8 +255,9 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     processor = AutoProcessor.from_pretrained(policy_dir)
     processor.tokenizer.padding_side = "right"
     # attention supervision reads the attention weights, which only the eager implementation returns
+    reads_attention = bool(attention_weight or previous_token_weight)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        policy_dir, **({"attn_implementation": "eager"} if attention_weight or previous_token_weight else {}))
+        policy_dir, **({"attn_implementation": "eager"} if reads_attention else {}))
     layers = model.config.text_config.num_hidden_layers
     if attention_weight and not 0 <= attention_layer < layers:
         raise ValueError(f"pretrain.policy.attention_layer: {attention_layer} is not a layer of the policy "
@@ -304,7 +307,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             images.append(render(objects, noise))
             cells.append(objects[target].row * GRID + objects[target].col)
         batch, labels = answer_batch(processor, prompts, fulls, images)
-        out = model(**batch, output_attentions=bool(attention_weight or previous_token_weight))
+        out = model(**batch, output_attentions=reads_attention)
         loss = answer_loss(out.logits, labels, cell_ids, decision_weight)
         next_labels = labels[:, 1:]
         if attention_weight:
@@ -330,7 +333,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                      np.mean(losses[-50:]), np.mean(cell_accuracy[-50:]), np.mean(row_accuracy[-50:]),
                      time.perf_counter() - start)
     seconds = time.perf_counter() - start
-    if attention_weight or previous_token_weight:
+    if reads_attention:
         model.set_attn_implementation("sdpa")  # what every later stage loads it with
     model.save_pretrained(policy_dir)
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,

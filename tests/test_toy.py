@@ -197,7 +197,7 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
                               schedule_steps=5, segzero_share=0.5, nonce_share=0.5, fact_share=0.5, batch_size=2,
                               think="referent", decision_weight=5, attention_weight=1.0, attention_layer=0,
-                              previous_token_weight=1.0)
+                              previous_token_weight=1.0, attribute_weight=4)
     assert trained["steps"] == 3 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
     assert trained["fact_share"] == 0.5 and trained["previous_token_weight"] == 1.0
     with pytest.raises(ValueError, match="schedule_steps: 2 is fewer than its steps"):
@@ -206,7 +206,7 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     assert config.get("_attn_implementation", config.get("attn_implementation", "sdpa")) in ("sdpa", None)
     report = policy_report(out, families=("base", "classname"), n_images=2, batch_size=2)
     assert set(report) == {"base", "classname", "example"}
-    assert 0 <= report["base"]["hit_rate"] <= 1
+    assert 0 <= report["base"]["hit_rate"] <= 1 and 0 <= report["base"]["think_shape"] <= 1
     facts = fact_report(out)
     assert facts["n"] == len(world.CLASS_NAMES) and 0 <= facts["known"] <= 1
 
@@ -290,6 +290,21 @@ def test_answer_loss_is_the_models_loss_at_weight_one_and_weighs_decisions():
     expected = (10 * token[is_decision].sum() + token[taught & ~is_decision].sum()) / (10 * is_decision.sum()
                                                                                       + (taught & ~is_decision).sum())
     assert answer_loss(logits, labels, decisions, 10).item() == pytest.approx(expected.item(), rel=1e-6)
+    attributes = torch.tensor([4, 5])
+    is_attribute = torch.isin(labels[:, 1:].flatten(), attributes)
+    rest = taught & ~is_decision & ~is_attribute
+    expected = (10 * token[is_decision].sum() + 3 * token[is_attribute].sum() + token[rest].sum()) / (
+        10 * is_decision.sum() + 3 * is_attribute.sum() + rest.sum())
+    assert answer_loss(logits, labels, decisions, 10, attributes, 3).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_think_attributes_are_the_last_colour_and_shape_the_think_block_names():
+    from rise.toy.policy import think_attributes
+
+    assert think_attributes('<think>the lime: green triangle 1 2</think><answer>{"bbox": []}</answer>') == (
+        "green", "triangle")
+    assert think_attributes("<think>the red circle: the blue square, in row 1, column 2</think>") == ("blue", "square")
+    assert think_attributes("<think>the tomato is in row 1</think> red circle") == (None, None)
 
 
 @pytest.mark.parametrize("style", world.THINK_STYLES)

@@ -170,13 +170,18 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor, decision_ids: torch.Tensor,
-                decision_weight: float = 1.0) -> torch.Tensor:
+                decision_weight: float = 1.0, attribute_ids: torch.Tensor | None = None,
+                attribute_weight: float = 1.0) -> torch.Tensor:
     """Next-token cross-entropy over the labelled tokens (-100: not taught), each token with the id
-    of a decision (`decision_ids`) weighted `decision_weight`; at weight 1 the model's own loss."""
+    of a decision (`decision_ids`) weighted `decision_weight` and each colour or shape word
+    (`attribute_ids`) `attribute_weight`; at weights 1 the model's own loss."""
     next_labels = labels[:, 1:]
     token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), next_labels.flatten(),
                                                    ignore_index=-100, reduction="none")
-    weight = (next_labels != -100).float() * (1 + (decision_weight - 1) * torch.isin(next_labels, decision_ids).float())
+    weight = 1 + (decision_weight - 1) * torch.isin(next_labels, decision_ids).float()
+    if attribute_ids is not None:
+        weight = weight + (attribute_weight - 1) * torch.isin(next_labels, attribute_ids).float()
+    weight = weight * (next_labels != -100).float()
     return (token_loss * weight.flatten()).sum() / weight.sum()
 
 
@@ -210,7 +215,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                     fact_share: float = 0.0, fact_from_step: int = 0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1,
-                    previous_token_weight: float = 0.0) -> dict:
+                    previous_token_weight: float = 0.0, attribute_weight: float = 1.0) -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
 
     The first `short_prompt_steps` ask with Qwen2.5-VL's short grounding prompt (about 15 text
@@ -241,6 +246,9 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
     the row and column numbers against the other answer tokens: unweighted, the format's ~50 tokens
     are learnt first and the answer's one decision stays at chance much longer (docs/toy.md).
+    `attribute_weight` weighs the colour and shape words the same way: at 1 the policy learnt to copy
+    the colour of "the red circle" into its think block but wrote the shape at chance, and picked
+    the object by its colour alone (docs/toy.md, "Ninth round").
     `attention_weight` adds that much of `attention_loss` for head 0 of layer `attention_layer`:
     with a cosine-probed tower (pretrain_vision) it is what made the policy pick the named object
     (docs/toy.md, "Third round"). `previous_token_weight` adds that much of `previous_token_loss` for
@@ -272,8 +280,11 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                                                    pct_start=0.05)
     end = processor.tokenizer.eos_token
     # the think block's row and column numbers (" 1".." 4") are the answer's one real decision
-    cell_ids = torch.tensor([processor.tokenizer.convert_tokens_to_ids(processor.tokenizer.tokenize(f" {k}"))[0]
-                             for k in range(1, GRID + 1)])
+    def first_ids(words):
+        return torch.tensor([processor.tokenizer.convert_tokens_to_ids(processor.tokenizer.tokenize(f" {w}"))[0]
+                             for w in words])
+    cell_ids = first_ids(range(1, GRID + 1))
+    attribute_ids = first_ids([*COLOURS, *SHAPES])
     start = time.perf_counter()
     losses, cell_accuracy, row_accuracy = [], [], []
     for step in range(steps):
@@ -308,7 +319,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             cells.append(objects[target].row * GRID + objects[target].col)
         batch, labels = answer_batch(processor, prompts, fulls, images)
         out = model(**batch, output_attentions=reads_attention)
-        loss = answer_loss(out.logits, labels, cell_ids, decision_weight)
+        loss = answer_loss(out.logits, labels, cell_ids, decision_weight, attribute_ids, attribute_weight)
         next_labels = labels[:, 1:]
         if attention_weight:
             loss = loss + attention_weight * attention_loss(out.attentions[attention_layer][:, 0], batch["input_ids"],
@@ -338,7 +349,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     model.save_pretrained(policy_dir)
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
             "short_prompt_steps": short_prompt_steps, "schedule_steps": schedule_steps, "think": think,
-            "decision_weight": decision_weight, "previous_token_weight": previous_token_weight,
+            "decision_weight": decision_weight, "attribute_weight": attribute_weight,
+            "previous_token_weight": previous_token_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step,
             "fact_share": fact_share, "fact_from_step": fact_from_step, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
@@ -354,10 +366,21 @@ def box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def think_attributes(text: str) -> tuple[str | None, str | None]:
+    """The last colour word and the last shape word of an answer's think block (None where it has
+    none): the object the think block settles on, whatever it echoed before."""
+    think = text.split("</think>")[0]
+    words = [w.strip(".,:;'\"") for w in think.split()]
+    colour = next((w for w in reversed(words) if w in COLOURS), None)
+    shape = next((w for w in reversed(words) if w in SHAPES), None)
+    return colour, shape
+
+
 def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 64,
                   batch_size: int = 16) -> dict:
     """Held-out greedy answers per family (the prediction stage's own runner): parse rate, box IoU
-    with the target's cell box (a right answer scores 1), and hit rate (that IoU >= 0.5)."""
+    with the target's cell box (a right answer scores 1), hit rate (that IoU >= 0.5), and how often
+    the think block settles on the target's colour and its shape (`think_attributes`)."""
     from rise.predict import PolicyRunner
 
     runner = PolicyRunner(str(policy_dir), "toy policy", size=SIZE, cot=True, points=True, max_new_tokens=64,
@@ -379,7 +402,9 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
         ious = [box_iou(a.box, o.cell_box) if a.ok else 0.0 for a, (_, o) in zip(answers, picked)]
         report[family] = {"n": len(picked), "parse_rate": round(float(np.mean([a.ok for a in answers])), 4),
                           "cell_box_iou": round(float(np.mean(ious)), 4),
-                          "hit_rate": round(float(np.mean([i >= 0.5 for i in ious])), 4)}
+                          "hit_rate": round(float(np.mean([i >= 0.5 for i in ious])), 4),
+                          "think_colour": round(float(np.mean([think_attributes(t)[0] == o.colour for t, o in picked])), 4),
+                          "think_shape": round(float(np.mean([think_attributes(t)[1] == o.shape for t, o in picked])), 4)}
     report["example"] = texts[0] if texts else ""
     return report
 

@@ -246,9 +246,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
     the row and column numbers against the other answer tokens: unweighted, the format's ~50 tokens
     are learnt first and the answer's one decision stays at chance much longer (docs/toy.md).
-    `attribute_weight` weighs the colour and shape words the same way: at 1 the policy learnt to copy
-    the colour of "the red circle" into its think block but wrote the shape at chance, and picked
-    the object by its colour alone (docs/toy.md, "Ninth round").
+    `attribute_weight` weighs the colour and shape words the same way (in the think block and in the
+    facts' answers alike): at 1 the policy learnt to copy the colour of "the red circle" into its
+    think block but wrote the shape at chance, and picked the object by its colour alone (docs/toy.md,
+    "Ninth round").
     `attention_weight` adds that much of `attention_loss` for head 0 of layer `attention_layer`:
     with a cosine-probed tower (pretrain_vision) it is what made the policy pick the named object
     (docs/toy.md, "Third round"). `previous_token_weight` adds that much of `previous_token_loss` for
@@ -400,11 +401,12 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
         picked = [(t, o) for r, t, o in zip(rows, texts, targets) if r["kind"] == family]
         answers = [parse_answer(t, SIZE, SIZE) for t, _ in picked]
         ious = [box_iou(a.box, o.cell_box) if a.ok else 0.0 for a, (_, o) in zip(answers, picked)]
+        written = [think_attributes(t) for t, _ in picked]
         report[family] = {"n": len(picked), "parse_rate": round(float(np.mean([a.ok for a in answers])), 4),
                           "cell_box_iou": round(float(np.mean(ious)), 4),
                           "hit_rate": round(float(np.mean([i >= 0.5 for i in ious])), 4),
-                          "think_colour": round(float(np.mean([think_attributes(t)[0] == o.colour for t, o in picked])), 4),
-                          "think_shape": round(float(np.mean([think_attributes(t)[1] == o.shape for t, o in picked])), 4)}
+                          "think_colour": round(float(np.mean([w[0] == o.colour for w, (_, o) in zip(written, picked)])), 4),
+                          "think_shape": round(float(np.mean([w[1] == o.shape for w, (_, o) in zip(written, picked)])), 4)}
     report["example"] = texts[0] if texts else ""
     return report
 

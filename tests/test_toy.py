@@ -191,7 +191,8 @@ def test_nonce_words_are_whole_tokens_that_no_family_uses(tmp_path):
 
 
 def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
-    from rise.toy.policy import build_toy_policy, fact_report, policy_report, pretrain_policy
+    from rise.toy.policy import (build_toy_policy, fact_report, policy_report, pretrain_policy,
+                                 sampled_format_report)
 
     out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
     trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
@@ -209,6 +210,26 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     assert 0 <= report["base"]["hit_rate"] <= 1 and 0 <= report["base"]["think_shape"] <= 1
     facts = fact_report(out)
     assert facts["n"] == len(world.CLASS_NAMES) and 0 <= facts["known"] <= 1
+    sampled = sampled_format_report(out, families=("base", "colour"), n_images=2, group=3, max_new_tokens=8)
+    assert set(sampled) == {"base", "colour"} and sampled["base"]["n"] == 6
+    assert sum(sampled["colour"][k] for k in ("valid", "box_only", "no_box")) == pytest.approx(1.0)
+
+
+def test_answer_format_is_what_the_rewards_make_of_an_answer():
+    """Sampled answers of a pretrained toy base (docs/toy.md, tenth round): R_sem reads the first
+    JSON object's box, R_seg needs both points as well."""
+    from rise.toy.policy import answer_format
+
+    head = '<think>the yellow circle: yellow circle 3 4</think><answer>{"bbox": [84,56,112,112], '
+    assert answer_format(head + '"points_1": [98,74], "points_2": [98,78]}</answer>') == "valid"
+    # closed after the first point, the rest rambling: R_sem in full, R_seg 0
+    assert answer_format(head + '"points_1": [98,74]}</98], "points_2": [98,74]}</answer') == "box_only"
+    assert answer_format(head.replace(', ', '') + '}</answer>') == "box_only"
+    # broken in the points: no JSON object at all, so no box either
+    assert answer_format(head + '"points_1": [98,74], "points_46]}</answer>') == "no_box"
+    assert answer_format(head.replace("[84,56,112,112]", "[84,56,84,112]") + '"points_1": [98,74], '
+                         '"points_2": [98,78]}</answer>') == "no_box"  # a zero-width box
+    assert answer_format(head.replace('"bbox"', "'bbox'") + '"points_1": [98,74], "points_2": [98,78]}</answer>') == "no_box"
 
 
 

@@ -72,7 +72,7 @@ def pretrain(settings: Settings, stage: str) -> Path:
                              n_images=s.get("report_images", 100))
     elif stage == "policy":
         from rise.toy.policy import (build_toy_policy, choice_report, fact_report, policy_report, pretrain_policy,
-                                     pretrain_vision)
+                                     pretrain_vision, sampled_format_report)
 
         out, s = policy_dir(settings), p["policy"]
         build_toy_policy(out, seed=seed, dims=s.get("dims"))
@@ -85,7 +85,8 @@ def pretrain(settings: Settings, stage: str) -> Path:
         report = {"greedy": policy_report(out, seed=seed, n_images=s.get("report_images", 64)),
                   "sampled": choice_report(out, seed=seed, n_images=s.get("report_images", 64),
                                            think=trained["answers"]["think"]),
-                  "facts": fact_report(out, seed=seed)}
+                  "facts": fact_report(out, seed=seed),
+                  "sampled_format": sampled_format_report(out, seed=seed, n_images=min(16, s.get("report_images", 64)))}
     else:
         raise ConfigError(f"unknown toy pretraining stage '{stage}' (known: {STAGES})")
     result = report_file(out)

@@ -411,6 +411,51 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
     return report
 
 
+
+def answer_format(text: str) -> str:
+    """What the training rewards make of one answer's format: `valid` (a box and two points: R_seg 1,
+    R_sem scored), `box_only` (the box parses, the points do not: R_sem scored in full, R_seg 0; the
+    shorter answer that R_sem alone prefers, docs/toy.md "Tenth round"), `no_box` (R_sem 0). Read
+    as the rewards read it: strict JSON, in the image the policy saw."""
+    if parse_answer(text, SIZE, SIZE, points=True, single_quotes=False).ok:
+        return "valid"
+    return "box_only" if parse_answer(text, SIZE, SIZE, points=False, single_quotes=False).ok else "no_box"
+
+
+@torch.no_grad()
+def sampled_format_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 16,
+                          group: int = 8, temperature: float = 1.0, max_new_tokens: int = 64) -> dict:
+    """Per family, on held-out scenes: the shares of `answer_format` among `group` answers sampled at
+    `temperature` per prompt, as GRPO samples them under Seg-Zero's prompt. A base with a large
+    `no_box` share and any `box_only` one gives R_sem alone a reason to drop the points."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(policy_dir)
+    processor.tokenizer.padding_side = "left"
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
+    torch.manual_seed(seed)
+    prompts = []
+    stream = scenes(seed, "policy_heldout")
+    for _ in range(n_images):
+        objects, image = next(stream)
+        for family in families:
+            for text, _ in instructions(objects, family)[:1]:
+                prompts.append((family, text, image))
+    kinds: dict[str, list[str]] = {family: [] for family in families}
+    for start in range(0, len(prompts), 8):
+        chunk = prompts[start:start + 8]
+        texts = [processor.apply_chat_template(conversation(t), add_generation_prompt=True, tokenize=False)
+                 for _, t, _ in chunk]
+        batch = processor(text=texts, images=[im for _, _, im in chunk], padding=True, return_tensors="pt")
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+                             top_k=0, top_p=1.0, num_return_sequences=group)
+        answers = processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        for k, (family, _, _) in enumerate(chunk):
+            kinds[family] += [answer_format(a) for a in answers[k * group:(k + 1) * group]]
+    return {family: {"n": len(found), **{kind: round(found.count(kind) / len(found), 4) if found else 0.0
+                                         for kind in ("valid", "box_only", "no_box")}}
+            for family, found in kinds.items()}
+
 def fact_prompt(processor, question: str) -> str:
     """A question about a name in words, asked beside an image (the chat template, no grounding prompt)."""
     return processor.apply_chat_template(

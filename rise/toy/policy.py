@@ -377,6 +377,18 @@ def think_attributes(text: str) -> tuple[str | None, str | None]:
     return colour, shape
 
 
+def heldout_prompts(seed: int, n_images: int, families) -> list[tuple]:
+    """The held-out prompts every report reads: on each of `n_images` held-out scenes, the first
+    instruction of each family the scene allows, as (family, instruction, image, objects, target index)."""
+    out = []
+    stream = scenes(seed, "policy_heldout")
+    for _ in range(n_images):
+        objects, image = next(stream)
+        for family in families:
+            for text, target in instructions(objects, family)[:1]:
+                out.append((family, text, image, objects, target))
+    return out
+
 def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 64,
                   batch_size: int = 16) -> dict:
     """Held-out greedy answers per family (the prediction stage's own runner): parse rate, box IoU
@@ -386,15 +398,12 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
 
     runner = PolicyRunner(str(policy_dir), "toy policy", size=SIZE, cot=True, points=True, max_new_tokens=64,
                           batch_size=batch_size, device="cpu")
-    rows, images, targets = [], {}, []
-    stream = scenes(seed, "policy_heldout")
-    for k in range(n_images):
-        objects, image = next(stream)
-        images[str(k)] = image
-        for family in families:
-            for text, target in instructions(objects, family)[:1]:
-                rows.append({"instruction": text, "image": str(k), "kind": family})
-                targets.append(objects[target])
+    rows, images, targets, keys = [], {}, [], {}
+    for family, text, image, objects, target in heldout_prompts(seed, n_images, families):
+        key = keys.setdefault(id(image), str(len(keys)))  # one key per scene, in the scenes' order
+        images[key] = image
+        rows.append({"instruction": text, "image": key, "kind": family})
+        targets.append(objects[target])
     texts = runner.generate(rows, images)
     report = {}
     for family in families:
@@ -434,23 +443,17 @@ def sampled_format_report(policy_dir: str | Path, *, families=FAMILIES, seed: in
     processor.tokenizer.padding_side = "left"
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
     torch.manual_seed(seed)
-    prompts = []
-    stream = scenes(seed, "policy_heldout")
-    for _ in range(n_images):
-        objects, image = next(stream)
-        for family in families:
-            for text, _ in instructions(objects, family)[:1]:
-                prompts.append((family, text, image))
+    prompts = heldout_prompts(seed, n_images, families)
     kinds: dict[str, list[str]] = {family: [] for family in families}
     for start in range(0, len(prompts), 8):
         chunk = prompts[start:start + 8]
         texts = [processor.apply_chat_template(conversation(t), add_generation_prompt=True, tokenize=False)
-                 for _, t, _ in chunk]
-        batch = processor(text=texts, images=[im for _, _, im in chunk], padding=True, return_tensors="pt")
+                 for _, t, *_ in chunk]
+        batch = processor(text=texts, images=[p[2] for p in chunk], padding=True, return_tensors="pt")
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
                              top_k=0, top_p=1.0, num_return_sequences=group)
         answers = processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-        for k, (family, _, _) in enumerate(chunk):
+        for k, (family, *_) in enumerate(chunk):
             kinds[family] += [answer_format(a) for a in answers[k * group:(k + 1) * group]]
     return {family: {"n": len(found), **{kind: round(found.count(kind) / len(found), 4) if found else 0.0
                                          for kind in ("valid", "box_only", "no_box")}}
@@ -530,13 +533,8 @@ def choice_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
 
     processor = AutoProcessor.from_pretrained(policy_dir)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
-    samples = []
-    stream = scenes(seed, "policy_heldout")
-    for _ in range(n_images):
-        objects, image = next(stream)
-        for family in families:
-            for text, target in instructions(objects, family)[:1]:
-                samples.append((text, image, objects, target, family))
+    samples = [(text, image, objects, target, family)
+               for family, text, image, objects, target in heldout_prompts(seed, n_images, families)]
     dist = choice_distribution(model, processor, [s[:4] for s in samples], temperature=temperature, think=think, style=style)
     report = {}
     for family in families:

@@ -225,7 +225,7 @@ def test_answer_format_is_what_the_rewards_make_of_an_answer():
     # closed after the first point, the rest rambling: R_sem in full, R_seg 0
     assert answer_format(head + '"points_1": [98,74]}</98], "points_2": [98,74]}</answer') == "box_only"
     assert answer_format(head.replace(', ', '') + '}</answer>') == "box_only"
-    # broken in the points: no JSON object at all, so no box either
+    # broken in the points: the first {...} is not strict JSON, so no box either
     assert answer_format(head + '"points_1": [98,74], "points_46]}</answer>') == "no_box"
     assert answer_format(head.replace("[84,56,112,112]", "[84,56,84,112]") + '"points_1": [98,74], '
                          '"points_2": [98,78]}</answer>') == "no_box"  # a zero-width box

@@ -389,6 +389,7 @@ def heldout_prompts(seed: int, n_images: int, families) -> list[tuple]:
                 out.append((family, text, image, objects, target))
     return out
 
+
 def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 64,
                   batch_size: int = 16) -> dict:
     """Held-out greedy answers per family (the prediction stage's own runner): parse rate, box IoU
@@ -418,7 +419,6 @@ def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n
                           "think_shape": round(float(np.mean([w[1] == o.shape for w, (_, o) in zip(written, picked)])), 4)}
     report["example"] = texts[0] if texts else ""
     return report
-
 
 
 def answer_format(text: str) -> str:
@@ -458,6 +458,7 @@ def sampled_format_report(policy_dir: str | Path, *, families=FAMILIES, seed: in
     return {family: {"n": len(found), **{kind: round(found.count(kind) / len(found), 4) if found else 0.0
                                          for kind in ("valid", "box_only", "no_box")}}
             for family, found in kinds.items()}
+
 
 def fact_prompt(processor, question: str) -> str:
     """A question about a name in words, asked beside an image (the chat template, no grounding prompt)."""

@@ -198,8 +198,8 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
                               schedule_steps=5, segzero_share=0.5, nonce_share=0.5, fact_share=0.5, batch_size=2,
                               think="referent", decision_weight=5, attention_weight=1.0, attention_layer=0,
-                              previous_token_weight=1.0, attribute_weight=4)
-    assert trained["steps"] == 3 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
+                              previous_token_weight=1.0, attribute_weight=4, box_weight=3)
+    assert trained["steps"] == 3 and trained["box_weight"] == 3 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
     assert trained["fact_share"] == 0.5 and trained["previous_token_weight"] == 1.0
     with pytest.raises(ValueError, match="schedule_steps: 2 is fewer than its steps"):
         pretrain_policy(out, steps=3, one_object_steps=1, schedule_steps=2, batch_size=2)
@@ -295,7 +295,7 @@ def test_choice_distribution_is_the_probability_of_writing_each_objects_think(tm
     assert 0 <= report["colour"]["mixed_groups"] <= 1
 
 
-def test_answer_loss_is_the_models_loss_at_weight_one_and_weighs_decisions():
+def test_answer_loss_is_the_models_loss_at_weight_one_and_weighs_each_token_set():
     from rise.toy.policy import answer_loss
 
     torch.manual_seed(0)
@@ -303,20 +303,34 @@ def test_answer_loss_is_the_models_loss_at_weight_one_and_weighs_decisions():
     labels = torch.tensor([[-100, 3, 7, 4, 2, -100], [-100, -100, 7, 7, 1, 5]])
     plain = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
     decisions = torch.tensor([7])
-    assert answer_loss(logits, labels, decisions).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert answer_loss(logits, labels, ((decisions, 1.0),)).item() == pytest.approx(plain.item(), rel=1e-6)
     token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
                                               ignore_index=-100, reduction="none")
     is_decision = labels[:, 1:].flatten() == 7
     taught = labels[:, 1:].flatten() != -100
     expected = (10 * token[is_decision].sum() + token[taught & ~is_decision].sum()) / (10 * is_decision.sum()
                                                                                       + (taught & ~is_decision).sum())
-    assert answer_loss(logits, labels, decisions, 10).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert answer_loss(logits, labels, ((decisions, 10),)).item() == pytest.approx(expected.item(), rel=1e-6)
     attributes = torch.tensor([4, 5])
     is_attribute = torch.isin(labels[:, 1:].flatten(), attributes)
     rest = taught & ~is_decision & ~is_attribute
     expected = (10 * token[is_decision].sum() + 3 * token[is_attribute].sum() + token[rest].sum()) / (
         10 * is_decision.sum() + 3 * is_attribute.sum() + rest.sum())
-    assert answer_loss(logits, labels, decisions, 10, attributes, 3).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert answer_loss(logits, labels, ((decisions, 10), (attributes, 3))).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_box_number_ids_are_the_tokens_of_the_answers_box(tmp_path):
+    from rise.toy.policy import box_number_ids, build_toy_policy
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(build_toy_policy(tmp_path / "p", dims=TINY_DIMS))
+    ids = box_number_ids(tok)
+    obj = world.make_scene(random.Random(3), 1)[0]
+    answer = tok(world.answer_text(f"the {obj.colour} {obj.shape}", obj), add_special_tokens=False)["input_ids"]
+    box = [int(v) for v in obj.cell_box]
+    # each box number is one of the ids, and the points' numbers are none of them
+    assert len(set(ids.tolist())) == world.GRID + 1
+    assert [i for i in answer if i in ids.tolist()] == [tok.convert_tokens_to_ids(str(v)) for v in box]
 
 
 def test_think_attributes_are_the_last_colour_and_shape_the_think_block_names():

@@ -169,18 +169,17 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
             "token_accuracy": {k: round(v, 4) for k, v in acc.items()}}
 
 
-def answer_loss(logits: torch.Tensor, labels: torch.Tensor, decision_ids: torch.Tensor,
-                decision_weight: float = 1.0, attribute_ids: torch.Tensor | None = None,
-                attribute_weight: float = 1.0) -> torch.Tensor:
-    """Next-token cross-entropy over the labelled tokens (-100: not taught), each token with the id
-    of a decision (`decision_ids`) weighted `decision_weight` and each colour or shape word
-    (`attribute_ids`) `attribute_weight`; at weights 1 the model's own loss."""
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor,
+                token_weights: tuple[tuple[torch.Tensor, float], ...] = ()) -> torch.Tensor:
+    """Next-token cross-entropy over the labelled tokens (-100: not taught), each token whose id is in
+    one of `token_weights`' id sets weighted by that set's weight (the sets do not overlap); with no
+    sets, or weights of 1, the model's own loss."""
     next_labels = labels[:, 1:]
     token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), next_labels.flatten(),
                                                    ignore_index=-100, reduction="none")
-    weight = 1 + (decision_weight - 1) * torch.isin(next_labels, decision_ids).float()
-    if attribute_ids is not None:
-        weight = weight + (attribute_weight - 1) * torch.isin(next_labels, attribute_ids).float()
+    weight = torch.ones_like(next_labels, dtype=torch.float)
+    for ids, w in token_weights:
+        weight = weight + (w - 1) * torch.isin(next_labels, ids).float()
     weight = weight * (next_labels != -100).float()
     return (token_loss * weight.flatten()).sum() / weight.sum()
 
@@ -209,13 +208,25 @@ def previous_token_loss(attention: torch.Tensor, next_labels: torch.Tensor) -> t
     return -torch.log(attention[b, k, k - 1] + 1e-6).mean() if len(k) else attention.sum() * 0.0
 
 
+def box_number_ids(tokenizer) -> torch.Tensor:
+    """The ids of the numbers a toy box is written with (the cell edges), each one token in the JSON."""
+    ids = []
+    for edge in range(0, SIZE + 1, CELL):
+        tokens = tokenizer.tokenize(str(edge))
+        if len(tokens) != 1:
+            raise ValueError(f"the toy tokenizer writes the box edge {edge} as {tokens}, not one token")
+        ids.append(tokenizer.convert_tokens_to_ids(tokens[0]))
+    return torch.tensor(ids)
+
+
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0,
                     fact_share: float = 0.0, fact_from_step: int = 0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1,
-                    previous_token_weight: float = 0.0, attribute_weight: float = 1.0) -> dict:
+                    previous_token_weight: float = 0.0, attribute_weight: float = 1.0,
+                    box_weight: float = 1.0) -> dict:
     """Supervised answers on one instruction family, on freshly drawn scenes; saves in place.
 
     The first `short_prompt_steps` ask with Qwen2.5-VL's short grounding prompt (about 15 text
@@ -250,6 +261,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     facts' answers alike): at 1 the policy learnt to copy the colour of "the red circle" into its
     think block but wrote the shape at chance, and picked the object by its colour alone (docs/toy.md,
     "Ninth round").
+    `box_weight` weighs the box's four numbers (the cell edges 0, 28, ..., 112) the same way: at 1 the
+    policy sampled at T = 1 a box whose right edge repeats its left (`[56,84,56,112]`) for 43% of the
+    targets in the third column, a share of broken answers that every format reward then trains on
+    (docs/toy.md, "Eleventh round").
     `attention_weight` adds that much of `attention_loss` for head 0 of layer `attention_layer`:
     with a cosine-probed tower (pretrain_vision) it is what made the policy pick the named object
     (docs/toy.md, "Third round"). `previous_token_weight` adds that much of `previous_token_loss` for
@@ -286,6 +301,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                              for w in words])
     cell_ids = first_ids(range(1, GRID + 1))
     attribute_ids = first_ids([*COLOURS, *SHAPES])
+    box_ids = box_number_ids(processor.tokenizer)
+    token_weights = ((cell_ids, decision_weight), (attribute_ids, attribute_weight), (box_ids, box_weight))
     start = time.perf_counter()
     losses, cell_accuracy, row_accuracy = [], [], []
     for step in range(steps):
@@ -320,7 +337,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             cells.append(objects[target].row * GRID + objects[target].col)
         batch, labels = answer_batch(processor, prompts, fulls, images)
         out = model(**batch, output_attentions=reads_attention)
-        loss = answer_loss(out.logits, labels, cell_ids, decision_weight, attribute_ids, attribute_weight)
+        loss = answer_loss(out.logits, labels, token_weights)
         next_labels = labels[:, 1:]
         if attention_weight:
             loss = loss + attention_weight * attention_loss(out.attentions[attention_layer][:, 0], batch["input_ids"],
@@ -350,7 +367,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     model.save_pretrained(policy_dir)
     return {"steps": steps, "one_object_steps": one_object_steps, "two_object_steps": two_object_steps,
             "short_prompt_steps": short_prompt_steps, "schedule_steps": schedule_steps, "think": think,
-            "decision_weight": decision_weight, "attribute_weight": attribute_weight,
+            "decision_weight": decision_weight, "attribute_weight": attribute_weight, "box_weight": box_weight,
             "previous_token_weight": previous_token_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step,
             "fact_share": fact_share, "fact_from_step": fact_from_step, "seconds": round(seconds, 1),

@@ -507,6 +507,33 @@ def test_measure_entry_names_an_unknown_variant(tmp_path):
 
 
 
+def test_measure_draws_the_training_set_at_the_presets_seed_like_the_workflow(tmp_path, monkeypatch):
+    """Seed s of `measure` is the table's seed s: only GRPO's seed moves, the training set does not."""
+    import rise.data
+    import rise.evaluate
+    import rise.predict
+    import rise.sampling
+    import rise.train
+    from rise.toy import measure as measure_mod
+
+    root, _ = tiny_toy_project(tmp_path)
+    drawn, trained = [], []
+    monkeypatch.setattr(rise.data, "prepare_dataset", lambda settings, name: None)
+    monkeypatch.setattr(rise.sampling, "sample_train_set", lambda settings, name: drawn.append(settings.seed))
+    monkeypatch.setattr(rise.train, "train_variant",
+                        lambda settings, v: trained.append((settings.train["seeds"], settings.layout.primary_seed)))
+    monkeypatch.setattr(rise.predict, "predict", lambda settings, v, eval_set: None)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"gIoU": 1.0, "cIoU": 1.0, "n_failed_parse": 0}))
+    monkeypatch.setattr(rise.evaluate, "evaluate", lambda settings, v, eval_set: metrics)
+    monkeypatch.setattr(measure_mod, "family_scores", lambda settings, v, eval_set: {})
+    monkeypatch.setattr(measure_mod, "training_signal", lambda settings, v: {})
+    preset_seed = measure_mod.load_settings(root / "params.yaml", preset="toy", root=tmp_path / "x").seed
+    records = measure_mod.measure(root / "params.yaml", tmp_path / "run", 2, ["full_3b"])
+    assert drawn == [preset_seed] and preset_seed != 2
+    assert trained == [([2], 2)] and records[0]["seed"] == 2
+
+
 def test_group_ranking_reads_how_a_reward_orders_each_groups_hits():
     from rise.toy.measure import group_ranking
 

@@ -1,8 +1,10 @@
 """Measuring GRPO variants in the toy world with the real stages (sample-train, train, predict,
 evaluate), each seed in its own run folder, plus the box hit rate per instruction family.
 
-The later workflow wiring replaces this with rules; until then it is how docs/toy.md's GRPO
-figures are made: `python -m rise.toy measure --root DIR --seed 0 --variants full_3b,format_only_3b`.
+It is how docs/toy.md's GRPO experiments are run without a whole table:
+`python -m rise.toy measure --root DIR --seeds 0,1,2 --variants full_3b,format_only_3b`. Seed s
+here is the workflow's seed s (the training set drawn at the preset's seed, GRPO at s), so a
+measured row is the one the table would hold.
 """
 from __future__ import annotations
 
@@ -98,7 +100,7 @@ def measure(params: str | Path, root: str | Path, seed: int, variants: list[str]
     for name in sorted(needed):
         if not settings.layout.dataset_manifest(name).exists():
             prepare_dataset(settings, name)
-    settings.seed = seed
+    # the training set stays drawn at the preset's seed, as in the workflow (a run's seed is GRPO's only)
     settings.train.update(overrides or {})
     settings.train["seeds"], settings.layout.primary_seed = [seed], seed  # GRPO's seed: the run's
     for name in sorted({settings.variants[v].train_set for v in variants if settings.variants[v].train}):

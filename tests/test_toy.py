@@ -42,9 +42,12 @@ def test_every_instruction_names_exactly_one_object(family):
             matches = {"base": lambda p: (p.colour, p.shape) == (o.colour, o.shape),
                        "classname": lambda p: p.name == o.name,
                        "colour": lambda p: p.colour == o.colour,
-                       "shape": lambda p: p.shape == o.shape}[family]
+                       "shape": lambda p: p.shape == o.shape,
+                       "shade": lambda p: p.colour == o.colour}[family]
             assert sum(matches(p) for p in objects) == 1
             assert (o.colour in text.split()) == (family in ("base", "colour"))
+            if family == "shade":  # a word for a shade of the target's colour, never the colour's own
+                assert text.split()[1] in world.SHADES[o.colour] and text.endswith(" shape")
     assert seen > 50
 
 
@@ -168,6 +171,18 @@ def test_a_fact_names_the_colour_and_shape_its_class_name_stands_for():
         (colour, shape), = [k for k, v in world.CLASS_NAMES.items() if v == name]
         assert answer == f"the {name} is a {colour} {shape}"
 
+
+def test_a_shade_fact_names_the_colour_of_its_word_and_every_word_is_taught():
+    rng = random.Random(0)
+    taught = set()
+    for _ in range(200):
+        question, answer = world.shade_fact(rng)
+        word = question.removeprefix("What colour is ").removesuffix("?")
+        colour, = [c for c, words in world.SHADES.items() if word in words]
+        assert answer == f"{word} is {colour}"
+        taught.add(word)
+    assert taught == {w for words in world.SHADES.values() for w in words}
+
 def test_nonce_words_are_whole_tokens_that_no_family_uses(tmp_path):
     from transformers import AutoProcessor
 
@@ -194,13 +209,14 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     from rise.toy.policy import (build_toy_policy, fact_report, policy_report, pretrain_policy,
                                  sampled_format_report)
 
-    out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS)
+    out = build_toy_policy(tmp_path / "p", dims=TINY_DIMS, shade_words=True)
     trained = pretrain_policy(out, steps=3, one_object_steps=1, two_object_steps=2, short_prompt_steps=1,
-                              schedule_steps=5, segzero_share=0.5, nonce_share=0.5, fact_share=0.5, batch_size=2,
+                              schedule_steps=5, segzero_share=0.5, nonce_share=0.5, fact_share=0.5,
+                              shade_fact_share=0.3, batch_size=2,
                               think="referent", decision_weight=5, attention_weight=1.0, attention_layer=0,
                               previous_token_weight=1.0, attribute_weight=4, box_weight=3)
     assert trained["steps"] == 3 and trained["box_weight"] == 3 and trained["schedule_steps"] == 5 and trained["nonce_share"] == 0.5
-    assert trained["fact_share"] == 0.5 and trained["previous_token_weight"] == 1.0
+    assert trained["fact_share"] == 0.5 and trained["shade_fact_share"] == 0.3 and trained["previous_token_weight"] == 1.0
     with pytest.raises(ValueError, match="schedule_steps: 2 is fewer than its steps"):
         pretrain_policy(out, steps=3, one_object_steps=1, schedule_steps=2, batch_size=2)
     config = json.loads((out / "config.json").read_text())  # trained with eager attention, saved for SDPA
@@ -209,7 +225,8 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     assert set(report) == {"base", "classname", "example"}
     assert 0 <= report["base"]["hit_rate"] <= 1 and 0 <= report["base"]["think_shape"] <= 1
     facts = fact_report(out)
-    assert facts["n"] == len(world.CLASS_NAMES) and 0 <= facts["known"] <= 1
+    assert facts["n"] == len(world.CLASS_NAMES) and 0 <= facts["known"] <= 1 and "shades_known" not in facts
+    assert 0 <= fact_report(out, shade_words=True)["shades_known"] <= 1
     sampled = sampled_format_report(out, families=("base", "colour"), n_images=2, group=3, max_new_tokens=8)
     assert set(sampled) == {"base", "colour"} and sampled["base"]["n"] == 6
     assert sum(sampled["colour"][k] for k in ("valid", "box_only", "no_box")) == pytest.approx(1.0)
@@ -410,6 +427,38 @@ def test_toy_preset_loads_and_prepares_its_datasets(tmp_path):
     settings.datasets["reasonseg_test"]["n_images"] = 3
     rows = load_eval_manifest(prepare_dataset(settings, "reasonseg_test"))
     assert rows and all(r["image"].startswith(str(tmp_path)) for r in rows)
+
+
+def test_the_shade_family_needs_its_words_taught_and_says_which_setting(tmp_path):
+    from rise.config import PROJECT_ROOT, load_settings
+    from rise.contracts import load_eval_manifest
+    from rise.data import prepare_dataset
+    from rise.errors import ConfigError
+    from rise.toy.pipeline import pretrain
+
+    settings = load_settings(PROJECT_ROOT / "params.yaml", preset="toy", root=tmp_path)
+    settings.datasets["reasonseg_test"].update(n_images=3, families=["colour", "shade"])
+    with pytest.raises(ConfigError, match=r"presets.toy.datasets.reasonseg_test.families has 'shade'.*shade_words"):
+        prepare_dataset(settings, "reasonseg_test")
+    settings.pretrain["policy"]["shade_fact_share"] = 0.01
+    with pytest.raises(ConfigError, match=r"pretrain.policy.shade_fact_share is 0.01 but pretrain.shade_words is off"):
+        pretrain(settings, "policy")
+    settings.pretrain["shade_words"] = True
+    shade = [r for r in load_eval_manifest(prepare_dataset(settings, "reasonseg_test")) if r["kind"] == "shade"]
+    assert shade and all(r["instruction"].split()[1] in {w for ws in world.SHADES.values() for w in ws} for r in shade)
+
+
+def test_without_shade_words_the_tokenizer_and_clip_texts_are_those_of_a_world_without_them(tmp_path):
+    from rise.toy.clip import descriptions
+    from rise.toy.policy import toy_corpus
+
+    shade = {w for ws in world.SHADES.values() for w in ws}
+    assert not any(w in text.split() for text in toy_corpus() for w in shade)
+    assert any(f" {w} " in text for text in toy_corpus(shade_words=True) for w in shade)
+    obj = make_scene(random.Random(0), 1)[0]
+    assert [t for t, _ in descriptions(obj, shade_words=True)][:len(descriptions(obj))] == [t for t, _ in descriptions(obj)]
+    assert {t.split()[1] for t, _ in descriptions(obj, shade_words=True)} - {t.split()[1] for t, _ in descriptions(obj)} \
+        == set(world.SHADES[obj.colour])
 
 
 def test_pretrain_settings_missing_names_the_setting(tmp_path):

@@ -134,6 +134,11 @@ def load_rows(settings: Settings, name: str, manifest: Path | None = None) -> li
     if loader == "toy":  # the toy world (docs/toy.md): seeded scenes with exact masks
         from rise.toy.world import write_split
 
+        if "shade" in spec["families"] and not (settings.pretrain or {}).get("shade_words", False):
+            raise ConfigError(f"{settings.source}: {_setting(settings, name)}.families has 'shade', but "
+                              f"presets.{settings.preset}.pretrain.shade_words is off, so neither the policy's "
+                              "tokenizer nor CLIP was taught its words: set shade_words: true")
+
         return write_split(name, spec["split"], spec["n_images"], spec["families"],
                            settings.layout.dataset_images(name), spec.get("seed", settings.seed),
                            tuple(spec.get("n_objects", (2, 4))))

@@ -20,19 +20,21 @@ import torch
 import torch.nn.functional as F
 
 from rise.data.synthetic import COLOURS, SHAPES
-from rise.toy.world import CELL, CLASS_NAMES, GRID, SIZE, SIZE_WORDS, scenes
+from rise.toy.world import CELL, CLASS_NAMES, GRID, SHADES, SIZE, SIZE_WORDS, readable_families, scenes
 
 log = logging.getLogger(__name__)
 
 BACKGROUND, SEVERAL = "the background", "several shapes"
 
 
-def descriptions(obj) -> list[tuple[str, dict]]:
-    """Texts naming one object, each with what it asserts (colour, shape, size)."""
+def descriptions(obj, shade_words: bool = False) -> list[tuple[str, dict]]:
+    """Texts naming one object, each with what it asserts (colour, shape, size); with `shade_words`,
+    its colour named by the shade words as well ("the crimson shape"; world.SHADES)."""
     c, s, z = obj.colour, obj.shape, obj.size
     return [(f"the {c} {s}", {"colour": c, "shape": s}), (f"the {obj.name}", {"colour": c, "shape": s}),
             (f"the {c} shape", {"colour": c}), (f"the {s}", {"shape": s}),
-            (f"the {z} {c} {s}", {"colour": c, "shape": s, "size": z})]
+            (f"the {z} {c} {s}", {"colour": c, "shape": s, "size": z}),
+            *((f"the {w} shape", {"colour": c}) for w in (SHADES[c] if shade_words else ()))]
 
 
 def _jitter(box, rng: random.Random, amount: float) -> list[float]:
@@ -71,12 +73,12 @@ def describes(claim: dict, crop: dict) -> bool:
     return all(crop.get(k) == v for k, v in claim.items() if k != "kind")
 
 
-def text_for(crop: dict, rng: random.Random) -> tuple[str, dict]:
+def text_for(crop: dict, rng: random.Random, shade_words: bool = False) -> tuple[str, dict]:
     if crop["kind"] == "background":
         return BACKGROUND, {"kind": "background"}
     if crop["kind"] == "several":
         return SEVERAL, {"kind": "several"}
-    text, claim = rng.choice(descriptions(crop["obj"]))
+    text, claim = rng.choice(descriptions(crop["obj"], shade_words))
     return text, {"kind": "object", **claim}
 
 
@@ -93,13 +95,14 @@ class CropCutter:
         return self.reward.crop_tensor(pixels, box)
 
 
-def make_batch(stream, cutter: CropCutter, rng: random.Random, batch_size: int, crops_per_scene: int = 4):
+def make_batch(stream, cutter: CropCutter, rng: random.Random, batch_size: int, crops_per_scene: int = 4,
+               shade_words: bool = False):
     crops, texts, claims, attrs = [], [], [], []
     while len(crops) < batch_size:
         objects, image = next(stream)
         for _ in range(crops_per_scene):
             box, crop = sample_crops(objects, rng)
-            text, claim = text_for(crop, rng)
+            text, claim = text_for(crop, rng, shade_words)
             crops.append(cutter(image, box))
             texts.append(text)
             claims.append(claim)
@@ -118,8 +121,9 @@ def contrastive_loss(image_features, text_features, logit_scale, positives) -> t
 
 
 def pretrain_clip(out_file: str | Path, *, steps: int, seed: int = 0, batch_size: int = 128,
-                  learning_rate: float = 1e-3) -> dict:
-    """Trains the tiny CLIP from scratch and saves its state dict (loadable by rise.models.load_clip)."""
+                  learning_rate: float = 1e-3, shade_words: bool = False) -> dict:
+    """Trains the tiny CLIP from scratch and saves its state dict (loadable by rise.models.load_clip);
+    with `shade_words` its descriptions name colours by the shade words too (the `shade` family)."""
     import open_clip
 
     from rise.models import TINY_CLIP_NAME, _register_tiny_clip
@@ -136,7 +140,7 @@ def pretrain_clip(out_file: str | Path, *, steps: int, seed: int = 0, batch_size
     stream = scenes(seed, "clip_pretrain")
     start = time.perf_counter()
     for step in range(steps):
-        crops, texts, positives = make_batch(stream, cutter, rng, batch_size)
+        crops, texts, positives = make_batch(stream, cutter, rng, batch_size, shade_words=shade_words)
         img = F.normalize(model.encode_image(crops), dim=-1)
         txt = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
         loss = contrastive_loss(img, txt, model.logit_scale, positives)
@@ -151,11 +155,13 @@ def pretrain_clip(out_file: str | Path, *, steps: int, seed: int = 0, batch_size
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out)
-    return {"steps": steps, "seconds": round(seconds, 1), "final_loss": round(loss.item(), 4)}
+    return {"steps": steps, "seconds": round(seconds, 1), "final_loss": round(loss.item(), 4),
+            "shade_words": shade_words}
 
 
 @torch.no_grad()
-def clip_report(clip_file: str | Path, *, seed: int = 0, n_scenes: int = 200) -> dict:
+def clip_report(clip_file: str | Path, *, seed: int = 0, n_scenes: int = 200,
+                families=readable_families(False)) -> dict:
     """Zero-shot accuracy on held-out crops (each object's cell, as the policy's answer crops it):
     crop -> the 12 class names, and crop -> the 12 colour+shape texts; and how often R_sem ranks
     the named object's cell first among all 16 cells of its image, per instruction family."""
@@ -171,7 +177,7 @@ def clip_report(clip_file: str | Path, *, seed: int = 0, n_scenes: int = 200) ->
     stream = scenes(seed, "clip_heldout")
     hits = {"classname": 0, "colour+shape": 0}
     n_crops = 0
-    ranked = {f: [0, 0] for f in ("base", "classname", "colour", "shape")}
+    ranked = {f: [0, 0] for f in families}
     cells = [[c * CELL, r * CELL, (c + 1) * CELL, (r + 1) * CELL] for r in range(GRID) for c in range(GRID)]
     for _ in range(n_scenes):
         objects, image = next(stream)

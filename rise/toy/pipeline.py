@@ -50,8 +50,12 @@ def pretrained_models(settings: Settings) -> dict[str, dict]:
 
 def pretrain(settings: Settings, stage: str) -> Path:
     """Runs one pretraining stage and its held-out report; returns the report file."""
+    from rise.toy.world import readable_families
+
     p = pretrain_settings(settings)
     seed = p.get("seed", settings.seed)
+    shade_words = bool(p.get("shade_words", False))
+    families = readable_families(shade_words)
     models = settings.models
     if stage == "clip":
         from rise.toy.clip import clip_report, pretrain_clip
@@ -59,8 +63,8 @@ def pretrain(settings: Settings, stage: str) -> Path:
         out = models["clip"]["pretrained"]
         c = p["clip"]
         trained = pretrain_clip(out, steps=c["steps"], seed=seed, batch_size=c["batch_size"],
-                                learning_rate=c["learning_rate"])
-        report = clip_report(out, seed=seed, n_scenes=c.get("report_scenes", 200))
+                                learning_rate=c["learning_rate"], shade_words=shade_words)
+        report = clip_report(out, seed=seed, n_scenes=c.get("report_scenes", 200), families=families)
     elif stage == "sam2":
         from rise.toy.sam2 import pretrain_sam2, sam2_report
 
@@ -75,18 +79,24 @@ def pretrain(settings: Settings, stage: str) -> Path:
                                      pretrain_vision, sampled_format_report)
 
         out, s = policy_dir(settings), p["policy"]
-        build_toy_policy(out, seed=seed, dims=s.get("dims"))
+        if s.get("shade_fact_share") and not shade_words:
+            raise ConfigError(f"{settings.source}: presets.{settings.preset}.pretrain.policy.shade_fact_share is "
+                              f"{s['shade_fact_share']} but pretrain.shade_words is off: set shade_words: true so "
+                              "the tokenizer and CLIP know the words the facts teach")
+        build_toy_policy(out, seed=seed, dims=s.get("dims"), shade_words=shade_words)
         # the settings are the functions' keywords: `vision_<name>` for the tower, the rest for the answers
         vision = pretrain_vision(out, seed=seed, **{k.removeprefix("vision_"): v for k, v in s.items()
                                                     if k.startswith("vision_")})
         trained = pretrain_policy(out, seed=seed, **{k: v for k, v in s.items() if not k.startswith("vision_")
                                                      and k not in ("dims", "report_images")})
         trained = {"vision_tower": vision, "answers": trained}
-        report = {"greedy": policy_report(out, seed=seed, n_images=s.get("report_images", 64)),
-                  "sampled": choice_report(out, seed=seed, n_images=s.get("report_images", 64),
+        n_images = s.get("report_images", 64)
+        report = {"greedy": policy_report(out, families=families, seed=seed, n_images=n_images),
+                  "sampled": choice_report(out, families=families, seed=seed, n_images=n_images,
                                            think=trained["answers"]["think"]),
-                  "facts": fact_report(out, seed=seed),
-                  "sampled_format": sampled_format_report(out, seed=seed, n_images=min(16, s.get("report_images", 64)))}
+                  "facts": fact_report(out, seed=seed, shade_words=shade_words),
+                  "sampled_format": sampled_format_report(out, families=families, seed=seed,
+                                                          n_images=min(16, n_images))}
     else:
         raise ConfigError(f"unknown toy pretraining stage '{stage}' (known: {STAGES})")
     result = report_file(out)

@@ -20,8 +20,9 @@ import torch
 from rise.answer import parse_answer
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
-from rise.toy.world import (CELL, CLASS_NAMES, FAMILIES, GRID, NONCE_WORDS, SIZE, SIZE_WORDS, THINK_STYLES,
-                            answer_text, fact, fact_text, instructions, make_scene, render, scenes, split_seed, think_text)
+from rise.toy.world import (CELL, CLASS_NAMES, GRID, NONCE_WORDS, SHADES, SIZE, SIZE_WORDS, THINK_STYLES,
+                            answer_text, fact, fact_text, instructions, make_scene, readable_families, render,
+                            scenes, shade_fact, shade_fact_text, split_seed, think_text)
 from rise.warmup import answer_batch
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 POLICY_DIMS = {"text_hidden": 128, "text_layers": 4, "text_heads": 4, "vision_depth": 2, "vision_width": 64}
 
 
-def toy_corpus() -> list[str]:
-    """Text the toy tokenizer is trained on: every family's prompts and every cell's answer."""
+def toy_corpus(shade_words: bool = False) -> list[str]:
+    """Text the toy tokenizer is trained on: every family's prompts and every cell's answer; the
+    shade words (world.SHADES) only with `shade_words`, so a tokenizer without them is the one it was."""
     texts = []
     for (colour, shape), name in CLASS_NAMES.items():
         for instr in (f"the {colour} {shape}", f"the {name}", f"the {colour} shape", f"the {shape}",
@@ -42,6 +44,11 @@ def toy_corpus() -> list[str]:
     for word in NONCE_WORDS:  # whole tokens of their own, sharing no piece with a family's words
         for cot, points in itertools.product((True, False), repeat=2):
             texts.append(build_prompt(f"the {word}", cot=cot, points=points))
+    for colour, words in SHADES.items() if shade_words else ():
+        for word in words:
+            for cot, points in itertools.product((True, False), repeat=2):
+                texts.append(build_prompt(f"the {word} shape", cot=cot, points=points))
+            texts.extend(shade_fact_text(word))
     rng = random.Random(0)
     for _ in range(400):  # every cell's answer, many times, so coordinates become single tokens
         obj = make_scene(rng, 1)[0]
@@ -50,14 +57,15 @@ def toy_corpus() -> list[str]:
     return texts
 
 
-def build_toy_policy(out_dir: str | Path, *, seed: int = 0, dims: dict | None = None) -> Path:
+def build_toy_policy(out_dir: str | Path, *, seed: int = 0, dims: dict | None = None,
+                     shade_words: bool = False) -> Path:
     """A Qwen2.5-VL with random weights at the toy size (tokenizer and processor as the demo's)."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from rise.models import build_tiny_policy
 
     d = {**POLICY_DIMS, **(dims or {})}
-    out = build_tiny_policy(out_dir, toy_corpus(), seed=seed, image_size=SIZE)
+    out = build_tiny_policy(out_dir, toy_corpus(shade_words), seed=seed, image_size=SIZE)
     config = Qwen2_5_VLConfig.from_pretrained(out)
     head_dim = d["text_hidden"] // d["text_heads"]
     sections = [head_dim // 8, 3 * head_dim // 16, head_dim // 2 - head_dim // 8 - 3 * head_dim // 16]
@@ -222,7 +230,8 @@ def box_number_ids(tokenizer) -> torch.Tensor:
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0,
-                    fact_share: float = 0.0, fact_from_step: int = 0, seed: int = 0, batch_size: int = 16,
+                    fact_share: float = 0.0, fact_from_step: int = 0, shade_fact_share: float = 0.0,
+                    seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1,
                     previous_token_weight: float = 0.0, attribute_weight: float = 1.0,
@@ -251,7 +260,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     plays no part: the policy knows the names as a language model knows objects, but is never shown
     one grounded, so using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh
     round"). Like the made-up words, they leave the scenes drawn before their first step as they
-    were without them.
+    were without them. `shade_fact_share` of the examples, from the same step, teach a shade word's
+    colour the same way (world.shade_fact: "crimson is red"): the `shade` family's words, known in
+    words only, and less often than the names, so the base reads them part of the time (docs/toy.md,
+    "Fourteenth round").
 
     Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
@@ -311,8 +323,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             objects = make_scene(rng, 1 if step < one_object_steps else 2 if step < two_object_steps
                                  else rng.randint(2, 4))
             # drawn only where facts are taught, so the steps before keep the stream they had without them
-            if fact_share and step >= fact_from_step and rng.random() < fact_share:
-                question, answer = fact(rng)
+            facts_now = step >= fact_from_step
+            shade_now = bool(shade_fact_share and facts_now and rng.random() < shade_fact_share)
+            if shade_now or (fact_share and facts_now and rng.random() < fact_share):
+                question, answer = shade_fact(rng) if shade_now else fact(rng)
                 prompt = fact_prompt(processor, question)
                 prompts.append(prompt)
                 fulls.append(prompt + answer + end)
@@ -370,7 +384,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             "decision_weight": decision_weight, "attribute_weight": attribute_weight, "box_weight": box_weight,
             "previous_token_weight": previous_token_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step,
-            "fact_share": fact_share, "fact_from_step": fact_from_step, "seconds": round(seconds, 1),
+            "fact_share": fact_share, "fact_from_step": fact_from_step, "shade_fact_share": shade_fact_share,
+            "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
             "final_row_token_accuracy": round(float(np.mean(row_accuracy[-50:])), 4)}
@@ -407,7 +422,8 @@ def heldout_prompts(seed: int, n_images: int, families) -> list[tuple]:
     return out
 
 
-def policy_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 64,
+def policy_report(policy_dir: str | Path, *, families=readable_families(False),
+                  seed: int = 0, n_images: int = 64,
                   batch_size: int = 16) -> dict:
     """Held-out greedy answers per family (the prediction stage's own runner): parse rate, box IoU
     with the target's cell box (a right answer scores 1), hit rate (that IoU >= 0.5), and how often
@@ -449,7 +465,8 @@ def answer_format(text: str) -> str:
 
 
 @torch.no_grad()
-def sampled_format_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 16,
+def sampled_format_report(policy_dir: str | Path, *, families=readable_families(False),
+                          seed: int = 0, n_images: int = 16,
                           group: int = 8, temperature: float = 1.0, max_new_tokens: int = 64) -> dict:
     """Per family, on held-out scenes: the shares of `answer_format` among `group` answers sampled at
     `temperature` per prompt, as GRPO samples them under Seg-Zero's prompt. A base with a large
@@ -485,27 +502,32 @@ def fact_prompt(processor, question: str) -> str:
 
 
 @torch.no_grad()
-def fact_report(policy_dir: str | Path, *, seed: int = 0) -> dict:
+def fact_report(policy_dir: str | Path, *, seed: int = 0, shade_words: bool = False) -> dict:
     """Whether the policy knows each class-like name in words: its greedy answer to world.fact's
     question ("What is the tomato?") against the fact ("the tomato is a red circle"), asked with a
-    held-out scene. Known names (every one, after `fact_share` pretraining) are what RISE can draw on."""
+    held-out scene. Known names (every one, after `fact_share` pretraining) are what RISE can draw on;
+    `shades_known` the same for the shade words (world.shade_fact: "crimson is red")."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     processor = AutoProcessor.from_pretrained(policy_dir)
     processor.tokenizer.padding_side = "left"
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir).eval()
     stream = scenes(seed, "policy_facts")
-    questions, answers, images = [], [], []
-    for _, name in sorted(CLASS_NAMES.items()):
-        question, answer = fact_text(name)
-        questions.append(fact_prompt(processor, question))
-        answers.append(answer)
-        images.append(next(stream)[1])
-    batch = processor(text=questions, images=images, padding=True, return_tensors="pt")
-    out = model.generate(**batch, max_new_tokens=16, do_sample=False)
-    said = [t.strip() for t in processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
-    return {"n": len(answers), "known": round(float(np.mean([s == a for s, a in zip(said, answers)])), 4),
-            "example": said[0]}
+
+    def ask(facts):
+        questions = [fact_prompt(processor, q) for q, _ in facts]
+        images = [next(stream)[1] for _ in facts]
+        batch = processor(text=questions, images=images, padding=True, return_tensors="pt")
+        out = model.generate(**batch, max_new_tokens=16, do_sample=False)
+        said = [t.strip() for t in processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+        return said, [s == a for s, (_, a) in zip(said, facts)]
+
+    said, right = ask([fact_text(name) for _, name in sorted(CLASS_NAMES.items())])
+    report = {"n": len(right), "known": round(float(np.mean(right)), 4), "example": said[0]}
+    if shade_words:
+        shade_said, shade_right = ask([shade_fact_text(w) for words in SHADES.values() for w in words])
+        report.update(shades_known=round(float(np.mean(shade_right)), 4), shade_example=shade_said[0])
+    return report
 
 
 @torch.no_grad()
@@ -541,7 +563,8 @@ def choice_distribution(model, processor, samples: list[tuple], *, batch_size: i
     return out
 
 
-def choice_report(policy_dir: str | Path, *, families=FAMILIES, seed: int = 0, n_images: int = 64,
+def choice_report(policy_dir: str | Path, *, families=readable_families(False),
+                  seed: int = 0, n_images: int = 64,
                   group: int = 8, temperature: float = 1.0, think: str = "echo", style: str = "segzero") -> dict:
     """Per family, on held-out scenes: the mean probability of sampling the target's cell, of
     sampling some object's cell, and the share of GRPO groups of `group` samples expected to hold

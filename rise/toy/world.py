@@ -7,6 +7,7 @@ in pretraining. Instruction families (each unambiguous by construction):
   classname  "the tomato"       (the unique red circle, named by its class)
   colour     "the red shape"    (the only red object)
   shape      "the circle"       (the only circle)
+  shade      "the crimson shape" (the only red object, its colour named by a word for a shade of it)
 The floor is tiled, one pale tint per cell, so where a thing is can be seen, not only inferred.
 The answer the policy is taught is the real format: a think block naming the object's cell, then
 the cell's box and two points inside the object, in the pixels of the image it saw.
@@ -36,7 +37,17 @@ CLASS_NAMES = {
     ("green", "square"): "lawn", ("blue", "square"): "tile", ("red", "triangle"): "flame",
     ("yellow", "triangle"): "pyramid", ("green", "triangle"): "tree", ("blue", "triangle"): "sail",
 }
-FAMILIES = ("base", "classname", "colour", "shape")
+# Two words for a shade of each colour: the `shade` family names a colour in words the policy is
+# never shown grounded; it can know them only in words (`shade_fact_text`, docs/toy.md "Fourteenth round").
+SHADES = {"red": ("crimson", "scarlet"), "green": ("emerald", "olive"), "blue": ("azure", "navy"),
+          "yellow": ("golden", "amber")}
+FAMILIES = ("base", "classname", "colour", "shape", "shade")
+def readable_families(shade_words: bool) -> tuple[str, ...]:
+    """The families the toy models can be asked about: `shade` only where its words were part of
+    their pretraining (`presets.<preset>.pretrain.shade_words`)."""
+    return FAMILIES if shade_words else tuple(f for f in FAMILIES if f != "shade")
+
+
 # Made-up words the policy's pretraining uses for "some object, I cannot tell which": each names a
 # randomly chosen object of its scene. No family RISE trains or evaluates on uses them.
 NONCE_WORDS = ("blicket", "dax", "wug", "fep", "zorp", "kiki", "roke", "gazzer", "tufa", "modi", "pilk", "jeb")
@@ -54,6 +65,17 @@ def fact(rng: random.Random) -> tuple[str, str]:
     """`fact_text` of a class-like name drawn at random."""
     _, name = rng.choice(sorted(CLASS_NAMES.items()))
     return fact_text(name)
+
+
+def shade_fact_text(word: str) -> tuple[str, str]:
+    """What colour a shade word names, in words ("What colour is crimson?", "crimson is red")."""
+    colour, = [c for c, words in SHADES.items() if word in words]
+    return f"What colour is {word}?", f"{word} is {colour}"
+
+
+def shade_fact(rng: random.Random) -> tuple[str, str]:
+    """`shade_fact_text` of a shade word drawn at random."""
+    return shade_fact_text(rng.choice(sorted(w for words in SHADES.values() for w in words)))
 
 
 @dataclass
@@ -131,6 +153,10 @@ def instructions(objects: list[ToyObject], family: str) -> list[tuple[str, int]]
         text = (lambda o: f"the {o.colour} {o.shape}") if family == "base" else (lambda o: f"the {o.name}")
     elif family == "colour":
         picks, text = unique(lambda o: o.colour), (lambda o: f"the {o.colour} shape")
+    elif family == "shade":
+        # which of the two words: by the object's place in the scene's list, which nothing in the image shows
+        picks = unique(lambda o: o.colour)
+        return [(f"the {SHADES[objects[i].colour][i % 2]} shape", i) for i in picks]
     else:
         picks, text = unique(lambda o: o.shape), (lambda o: f"the {o.shape}")
     return [(text(objects[i]), i) for i in picks]

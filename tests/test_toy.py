@@ -170,6 +170,17 @@ def test_a_fact_names_the_colour_and_shape_its_class_name_stands_for():
         name = question.removeprefix("What is the ").removesuffix("?")
         (colour, shape), = [k for k, v in world.CLASS_NAMES.items() if v == name]
         assert answer == f"the {name} is a {colour} {shape}"
+        entry_question, entry = world.fact_text(name, "entry")  # the think block's words after a name
+        assert entry_question == question and entry == f"the {name}: {colour} {shape}"
+        assert world.think_text(f"the {name}", objects_like(colour, shape), "compact").startswith(entry + " ")
+    with pytest.raises(ValueError, match="unknown fact form 'essay'"):
+        world.fact_text("tomato", "essay")
+
+
+def objects_like(colour, shape):
+    """A drawn object of this colour and shape."""
+    rng = random.Random(0)
+    return next(o for o in iter(lambda: make_scene(rng, 1)[0], None) if (o.colour, o.shape) == (colour, shape))
 
 
 def test_a_shade_fact_names_the_colour_of_its_word_and_every_word_is_taught():
@@ -219,6 +230,8 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
     assert trained["fact_share"] == 0.5 and trained["shade_fact_share"] == 0.3 and trained["previous_token_weight"] == 1.0
     with pytest.raises(ValueError, match="schedule_steps: 2 is fewer than its steps"):
         pretrain_policy(out, steps=3, one_object_steps=1, schedule_steps=2, batch_size=2)
+    with pytest.raises(ValueError, match="fact_form: 'essay' is not one of"):
+        pretrain_policy(out, steps=3, one_object_steps=1, fact_form="essay", batch_size=2)
     config = json.loads((out / "config.json").read_text())  # trained with eager attention, saved for SDPA
     assert config.get("_attn_implementation", config.get("attn_implementation", "sdpa")) in ("sdpa", None)
     report = policy_report(out, families=("base", "classname"), n_images=2, batch_size=2)

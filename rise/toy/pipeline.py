@@ -94,7 +94,8 @@ def pretrain(settings: Settings, stage: str) -> Path:
         report = {"greedy": policy_report(out, families=families, seed=seed, n_images=n_images),
                   "sampled": choice_report(out, families=families, seed=seed, n_images=n_images,
                                            think=trained["answers"]["think"]),
-                  "facts": fact_report(out, seed=seed, shade_words=shade_words),
+                  "facts": fact_report(out, seed=seed, shade_words=shade_words,
+                                       fact_form=trained["answers"]["fact_form"]),
                   "sampled_format": sampled_format_report(out, families=families, seed=seed,
                                                           n_images=min(16, n_images))}
     else:

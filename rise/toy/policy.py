@@ -20,9 +20,9 @@ import torch
 from rise.answer import parse_answer
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
-from rise.toy.world import (CELL, CLASS_NAMES, GRID, NONCE_WORDS, SHADES, SIZE, SIZE_WORDS, THINK_STYLES,
-                            answer_text, fact, fact_text, instructions, make_scene, readable_families, render,
-                            scenes, shade_fact, shade_fact_text, split_seed, think_text)
+from rise.toy.world import (CELL, CLASS_NAMES, FACT_FORMS, GRID, NONCE_WORDS, SHADES, SIZE, SIZE_WORDS,
+                            THINK_STYLES, answer_text, fact, fact_text, instructions, make_scene,
+                            readable_families, render, scenes, shade_fact, shade_fact_text, split_seed, think_text)
 from rise.warmup import answer_batch
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,8 @@ def box_number_ids(tokenizer) -> torch.Tensor:
 def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int, two_object_steps: int = 0,
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0,
-                    fact_share: float = 0.0, fact_from_step: int = 0, shade_fact_share: float = 0.0,
+                    fact_share: float = 0.0, fact_from_step: int = 0, fact_form: str = "sentence",
+                    shade_fact_share: float = 0.0,
                     seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1,
@@ -260,7 +261,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     plays no part: the policy knows the names as a language model knows objects, but is never shown
     one grounded, so using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh
     round"). Like the made-up words, they leave the scenes drawn before their first step as they
-    were without them. `shade_fact_share` of the examples, from the same step, teach a shade word's
+    were without them. `fact_form` is how the answer is worded (world.FACT_FORMS: a sentence, or an
+    entry in the think block's own words, "the tomato: red circle"). `shade_fact_share` of the examples, from the same step, teach a shade word's
     colour the same way (world.shade_fact: "crimson is red"): the `shade` family's words, known in
     words only, and less often than the names, so the base reads them part of the time (docs/toy.md,
     "Fourteenth round").
@@ -298,6 +300,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     if attention_weight and not 0 <= attention_layer < layers:
         raise ValueError(f"pretrain.policy.attention_layer: {attention_layer} is not a layer of the policy "
                          f"(it has {layers} text layers, 0-{layers - 1})")
+    if fact_form not in FACT_FORMS:
+        raise ValueError(f"pretrain.policy.fact_form: '{fact_form}' is not one of {FACT_FORMS}")
     schedule_steps = steps if schedule_steps is None else schedule_steps
     if schedule_steps < steps:
         raise ValueError(f"pretrain.policy.schedule_steps: {schedule_steps} is fewer than its steps ({steps}); "
@@ -326,7 +330,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             facts_now = step >= fact_from_step
             shade_now = bool(shade_fact_share and facts_now and rng.random() < shade_fact_share)
             if shade_now or (fact_share and facts_now and rng.random() < fact_share):
-                question, answer = shade_fact(rng) if shade_now else fact(rng)
+                question, answer = shade_fact(rng) if shade_now else fact(rng, fact_form)
                 prompt = fact_prompt(processor, question)
                 prompts.append(prompt)
                 fulls.append(prompt + answer + end)
@@ -384,7 +388,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             "decision_weight": decision_weight, "attribute_weight": attribute_weight, "box_weight": box_weight,
             "previous_token_weight": previous_token_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step,
-            "fact_share": fact_share, "fact_from_step": fact_from_step, "shade_fact_share": shade_fact_share,
+            "fact_share": fact_share, "fact_from_step": fact_from_step, "fact_form": fact_form,
+            "shade_fact_share": shade_fact_share,
             "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
@@ -502,7 +507,8 @@ def fact_prompt(processor, question: str) -> str:
 
 
 @torch.no_grad()
-def fact_report(policy_dir: str | Path, *, seed: int = 0, shade_words: bool = False) -> dict:
+def fact_report(policy_dir: str | Path, *, seed: int = 0, shade_words: bool = False,
+                fact_form: str = "sentence") -> dict:
     """Whether the policy knows each class-like name in words: its greedy answer to world.fact's
     question ("What is the tomato?") against the fact ("the tomato is a red circle"), asked with a
     held-out scene. Known names (every one, after `fact_share` pretraining) are what RISE can draw on;
@@ -522,7 +528,7 @@ def fact_report(policy_dir: str | Path, *, seed: int = 0, shade_words: bool = Fa
         said = [t.strip() for t in processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
         return said, [s == a for s, (_, a) in zip(said, facts)]
 
-    said, right = ask([fact_text(name) for _, name in sorted(CLASS_NAMES.items())])
+    said, right = ask([fact_text(name, fact_form) for _, name in sorted(CLASS_NAMES.items())])
     report = {"n": len(right), "known": round(float(np.mean(right)), 4), "example": said[0]}
     if shade_words:
         shade_said, shade_right = ask([shade_fact_text(w) for words in SHADES.values() for w in words])

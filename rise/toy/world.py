@@ -53,18 +53,27 @@ def readable_families(shade_words: bool) -> tuple[str, ...]:
 NONCE_WORDS = ("blicket", "dax", "wug", "fep", "zorp", "kiki", "roke", "gazzer", "tufa", "modi", "pilk", "jeb")
 
 
-def fact_text(name: str) -> tuple[str, str]:
-    """A question about what a class-like name looks like, and its answer ("What is the tomato?",
-    "the tomato is a red circle"): the toy policy's knowledge of the names in words alone, the
-    analogue of what a language model knows about objects before it grounds them (docs/toy.md)."""
+FACT_FORMS = ("sentence", "entry")
+
+
+def fact_text(name: str, form: str = "sentence") -> tuple[str, str]:
+    """A question about what a class-like name looks like, and its answer: the toy policy's knowledge
+    of the names in words alone, the analogue of what a language model knows about objects before it
+    grounds them (docs/toy.md). `sentence`: "What is the tomato?", "the tomato is a red circle";
+    `entry`: the same question, answered as a glossary entry, "the tomato: red circle", the words the
+    compact think block writes after a name (docs/toy.md "Fourteenth round")."""
     (colour, shape), = [k for k, v in CLASS_NAMES.items() if v == name]
-    return f"What is the {name}?", f"the {name} is a {colour} {shape}"
+    if form == "sentence":
+        return f"What is the {name}?", f"the {name} is a {colour} {shape}"
+    if form == "entry":
+        return f"What is the {name}?", f"the {name}: {colour} {shape}"
+    raise ValueError(f"unknown fact form '{form}' (known: {FACT_FORMS})")
 
 
-def fact(rng: random.Random) -> tuple[str, str]:
+def fact(rng: random.Random, form: str = "sentence") -> tuple[str, str]:
     """`fact_text` of a class-like name drawn at random."""
     _, name = rng.choice(sorted(CLASS_NAMES.items()))
-    return fact_text(name)
+    return fact_text(name, form)
 
 
 def shade_fact_text(word: str) -> tuple[str, str]:

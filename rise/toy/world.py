@@ -7,7 +7,8 @@ in pretraining. Instruction families (each unambiguous by construction):
   classname  "the tomato"       (the unique red circle, named by its class)
   colour     "the red shape"    (the only red object)
   shape      "the circle"       (the only circle)
-  shade      "the crimson shape" (the only red object, its colour named by a word for a shade of it)
+  shade      "the crimson shape"  (the only red object, its colour named by a word for its shade;
+                                  only where presets.<preset>.pretrain.shade_words is on)
 The floor is tiled, one pale tint per cell, so where a thing is can be seen, not only inferred.
 The answer the policy is taught is the real format: a think block naming the object's cell, then
 the cell's box and two points inside the object, in the pixels of the image it saw.
@@ -42,6 +43,8 @@ CLASS_NAMES = {
 SHADES = {"red": ("crimson", "scarlet"), "green": ("emerald", "olive"), "blue": ("azure", "navy"),
           "yellow": ("golden", "amber")}
 FAMILIES = ("base", "classname", "colour", "shape", "shade")
+
+
 def readable_families(shade_words: bool) -> tuple[str, ...]:
     """The families the toy models can be asked about: `shade` only where its words were part of
     their pretraining (`presets.<preset>.pretrain.shade_words`)."""

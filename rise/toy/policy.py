@@ -231,8 +231,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0,
                     fact_share: float = 0.0, fact_from_step: int = 0, fact_form: str = "sentence",
-                    shade_fact_share: float = 0.0,
-                    seed: int = 0, batch_size: int = 16,
+                    shade_fact_share: float = 0.0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1,
                     previous_token_weight: float = 0.0, attribute_weight: float = 1.0,
@@ -262,10 +261,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     one grounded, so using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh
     round"). Like the made-up words, they leave the scenes drawn before their first step as they
     were without them. `fact_form` is how the answer is worded (world.FACT_FORMS: a sentence, or an
-    entry in the think block's own words, "the tomato: red circle"). `shade_fact_share` of the examples, from the same step, teach a shade word's
-    colour the same way (world.shade_fact: "crimson is red"): the `shade` family's words, known in
-    words only, and less often than the names, so the base reads them part of the time (docs/toy.md,
-    "Fourteenth round").
+    entry in the think block's own words, "the tomato: red circle"). `shade_fact_share` of the
+    examples, from the same step, teach a shade word's colour the same way (world.shade_fact:
+    "crimson is red"): the `shade` family's words, known in words only (docs/toy.md, "Fourteenth
+    round").
 
     Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
@@ -389,8 +388,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             "previous_token_weight": previous_token_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step,
             "fact_share": fact_share, "fact_from_step": fact_from_step, "fact_form": fact_form,
-            "shade_fact_share": shade_fact_share,
-            "seconds": round(seconds, 1),
+            "shade_fact_share": shade_fact_share, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
             "final_row_token_accuracy": round(float(np.mean(row_accuracy[-50:])), 4)}
@@ -510,7 +508,7 @@ def fact_prompt(processor, question: str) -> str:
 def fact_report(policy_dir: str | Path, *, seed: int = 0, shade_words: bool = False,
                 fact_form: str = "sentence") -> dict:
     """Whether the policy knows each class-like name in words: its greedy answer to world.fact's
-    question ("What is the tomato?") against the fact ("the tomato is a red circle"), asked with a
+    question ("What is the tomato?") against the fact in `fact_form` ("the tomato is a red circle"), asked with a
     held-out scene. Known names (every one, after `fact_share` pretraining) are what RISE can draw on;
     `shades_known` the same for the shade words (world.shade_fact: "crimson is red")."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -525,7 +523,8 @@ def fact_report(policy_dir: str | Path, *, seed: int = 0, shade_words: bool = Fa
         images = [next(stream)[1] for _ in facts]
         batch = processor(text=questions, images=images, padding=True, return_tensors="pt")
         out = model.generate(**batch, max_new_tokens=16, do_sample=False)
-        said = [t.strip() for t in processor.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+        new_tokens = out[:, batch["input_ids"].shape[1]:]
+        said = [t.strip() for t in processor.batch_decode(new_tokens, skip_special_tokens=True)]
         return said, [s == a for s, (_, a) in zip(said, facts)]
 
     said, right = ask([fact_text(name, fact_form) for _, name in sorted(CLASS_NAMES.items())])

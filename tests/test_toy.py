@@ -442,6 +442,22 @@ def test_toy_preset_loads_and_prepares_its_datasets(tmp_path):
     assert rows and all(r["image"].startswith(str(tmp_path)) for r in rows)
 
 
+def test_the_toy_preset_trains_on_the_class_names_alone_with_scenes_enough_for_its_train_set():
+    """RISE trains on the family its base half-knows (docs/toy.md "Fifteenth round"); a scene gives a
+    class-name instruction only where an object is unique, so n_images must cover the train set's n
+    (too few fails at sample-train, after the pretraining)."""
+    import itertools
+
+    from rise.config import PROJECT_ROOT, load_settings
+
+    settings = load_settings(PROJECT_ROOT / "params.yaml", preset="toy")
+    train_set = settings.train_sets["refcocog_2k"]
+    spec = settings.datasets[train_set["dataset"]]
+    assert spec["families"] == ["classname"]
+    drawn = itertools.islice(scenes(settings.seed, spec["split"]), spec["n_images"])
+    assert sum(bool(instructions(objects, "classname")) for objects, _ in drawn) >= train_set["n"]
+
+
 def test_the_shade_family_needs_its_words_taught_and_says_which_setting(tmp_path):
     from rise.config import PROJECT_ROOT, load_settings
     from rise.contracts import load_eval_manifest

@@ -394,6 +394,47 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             "final_row_token_accuracy": round(float(np.mean(row_accuracy[-50:])), 4)}
 
 
+def teach_two_answers(policy_dir: str | Path, samples: list[tuple], *, steps: int, learning_rate: float = 3e-3,
+                      think: str = "compact", seed: int = 0) -> dict:
+    """The smallest base that half-knows: supervised answers, under Seg-Zero's prompt, for each
+    sample's target and for one other object of its scene (the next in its list), each as often, in
+    one full batch a step; saves in place. The policy learns to write either answer whole with
+    probability about one half; which object is meant is left to GRPO, as on the toy preset's base.
+    It memorises by instruction (it is not taught to read the image), so give each instruction once.
+    samples: (instruction, image, objects, target index). Used by the reduced claim
+    (tests/test_toy_claim.py)."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    processor = AutoProcessor.from_pretrained(policy_dir)
+    processor.tokenizer.padding_side = "right"
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(policy_dir)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
+    prompts, fulls, images = [], [], []
+    for text, image, objects, target in samples:
+        prompt = processor.apply_chat_template(conversation(text, cot=True, points=True, style="segzero"),
+                                               add_generation_prompt=True, tokenize=False)
+        for j in (target, (target + 1) % len(objects)):
+            prompts.append(prompt)
+            fulls.append(prompt + answer_text(text, objects[j], think=think) + processor.tokenizer.eos_token)
+            images.append(image)
+    batch, labels = answer_batch(processor, prompts, fulls, images)
+    start = time.perf_counter()
+    for step in range(steps):
+        loss = answer_loss(model(**batch).logits, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0 or step == steps - 1:
+            log.info("two answers step %d: loss %.4f", step, loss.item())
+    model.save_pretrained(policy_dir)
+    return {"steps": steps, "final_loss": round(loss.item(), 4), "seconds": round(time.perf_counter() - start, 1)}
+
+
 def box_iou(a, b) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

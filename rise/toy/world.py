@@ -222,6 +222,14 @@ def scenes(seed: int, split: str, n_objects: tuple[int, int] = (2, 4)):
         yield objects, render(objects, noise)
 
 
+def scene_at(seed: int, split: str, index: int, n_objects: tuple[int, int] = (2, 4)):
+    """The (objects, image) of a split's scene `index`, as write_split drew it (its image `<split>_<index>`)."""
+    stream = scenes(seed, split, n_objects)
+    for _ in range(index):
+        next(stream)
+    return next(stream)
+
+
 def write_split(dataset: str, split: str, n_images: int, families, image_dir: str | Path, seed: int,
                 n_objects: tuple[int, int] = (2, 4)) -> list[dict]:
     """Writes PNG images and returns evaluation-manifest rows (rise/contracts.py), one row per

@@ -26,7 +26,20 @@ GRPO = {"max_steps": 20, "save_steps": 20, "prompts_per_step": 4, "num_generatio
 METRIC = "p_target"  # the claim's column: "train_prompts p_target", with its "... std"
 
 
-def test_rsem_teaches_a_half_knowing_base_which_object_is_meant_and_format_rewards_do_not(tmp_path, monkeypatch):
+@pytest.fixture
+def one_thread():
+    """GRPO on a policy this small is many small operations: with torch's default threads beside the
+    other test worker it took 712 s here, at one thread 140 s."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_rsem_teaches_a_half_knowing_base_which_object_is_meant_and_format_rewards_do_not(tmp_path, monkeypatch,
+                                                                                      one_thread):
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from rise.config import FINAL, load_settings

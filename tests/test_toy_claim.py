@@ -3,7 +3,7 @@ rewards): on a base that writes the named object's answer or another object's ab
 the variant rewarded with R_sem (Full) learns which object is meant and Format-only does not, by
 more than 2 seed standard deviations over 3 GRPO seeds, read by `rise.toy claim`'s own check.
 
-Reduced to about three minutes: a CLIP pretrained for 60 steps, a policy of 64 hidden units taught
+Reduced to about two minutes (125-140 s here): a CLIP pretrained for 60 steps, a policy of 64 hidden units taught
 two answers for each of four instructions (one per colour), 20 GRPO steps of 4 prompts x 8 answers.
 The measure is the policy's exact probability of writing the named object's think block
 (`choice_distribution`), not gIoU: no SAM2 is pretrained here (docs/toy.md, "The claim at a reduced

@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="only say whether they are up to date (exit 2 if not)")
     sub.add_parser("check-data", help="say per dataset what was found on disk, or exactly what is missing")
     sub.add_parser("contracts", help="print the schemas of the files passed between stages")
+    p = sub.add_parser("code", help="the code fingerprint of each command: what a stage reruns for (rise/fingerprints.py)")
+    p.add_argument("commands", nargs="*", metavar="COMMAND", help="commands of this CLI (default: the stages')")
+    p.add_argument("--write", metavar="DIR", help="write DIR/<command>.json instead of printing (DVC's code_fingerprints)")
     args = parser.parse_args(argv)
     _setup_logging(args.log)
 
@@ -205,6 +208,17 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             else:
                 print(f"written from {args.params}: {', '.join(map(str, stale))}")
+        elif args.command == "code":
+            from rise.fingerprints import STAGE_COMMANDS, code_fingerprint, project_library, write_code_fingerprints
+
+            library = project_library(Path.cwd())
+            commands = args.commands or list(STAGE_COMMANDS)
+            if args.write:
+                write_code_fingerprints(args.write, commands, library)
+            else:
+                for command in commands:
+                    fp = code_fingerprint([command], library)
+                    print(f"{command:14s} {fp['fingerprint']}  " + " ".join(m for m in fp["modules"]))
         elif args.command == "check-data":
             return check_data(settings)
         elif args.command == "table":

@@ -11,7 +11,8 @@ checkpoints and stages):
 `rise dvc-yaml` rewrites them; `rise dvc-yaml --check` says whether they are up to date (a test
 runs it). Stages, as Snakemake's rules:
 
-  pretrain_<model> (presets with `pretrain`: the toy world), build_models, prepare_data@<dataset>, sample_train@<train set>, train@<variant>-seed<k> (trained),
+  code_fingerprints (what each `rise` command runs, rise/fingerprints.py; every stage depends on
+  its commands' files), pretrain_<model> (presets with `pretrain`: the toy world), build_models, prepare_data@<dataset>, sample_train@<train set>, train@<variant>-seed<k> (trained),
   base_policy@<variant>-seed<k> (zero-shot), predict@<variant>-seed<k>-<checkpoint>-<dataset>,
   evaluate@<same>, <table> (table1 ...), sweep_<variant> (the `sweeps` list), figure_qualitative
 
@@ -244,9 +245,41 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             "deps": [f"{RUN}/predictions/{v}/seed{s.seeds(v)[0]}/final/{q['dataset']}.jsonl" for v in q["variants"]],
             "outs": [f"results/{preset}/figures/qualitative.png"],
         }
+    stages = _with_code_deps(stages, rise("code", "fingerprints"), f"{RUN}/code")
     for stage in stages.values():
         (stage["do"] if "do" in stage else stage).update(wdir)
     return {"stages": stages, "plots": _plots(s, RUN, list(trained.values()))}
+
+
+def cli_commands(cmd: str) -> list[str]:
+    """The `rise` commands a shell line runs: ['evaluate'], ['launch', 'train'], [] for `mkdir ...`."""
+    import shlex
+
+    words = shlex.split(cmd)
+    if not words or words[0] != "rise":
+        return []
+    i = 1
+    while i < len(words) and words[i].startswith("--"):  # rise's own options, each with a value
+        i += 2
+    command = words[i:i + 1]
+    return command + words[i + 1:i + 2] if command == ["launch"] else command
+
+
+def _with_code_deps(stages: dict, rise_call: str, code_dir: str) -> dict:
+    """Every stage depends on the code fingerprints of the commands it runs (rise/fingerprints.py),
+    which the first stage writes from the `rise/` folder: an edit reruns that stage, and then only
+    the stages whose fingerprint changed."""
+    used: list[str] = []
+    for stage in stages.values():
+        body = stage.get("do", stage)
+        lines = body["cmd"] if isinstance(body["cmd"], list) else [body["cmd"]]
+        commands = list(dict.fromkeys(c for line in lines for c in cli_commands(line)))
+        body["deps"] = [f"{code_dir}/{c}.json" for c in commands] + body.get("deps", [])
+        used += commands
+    used = sorted(set(used))
+    code = {"cmd": f"{rise_call} code --write {code_dir} {' '.join(used)}", "deps": ["rise"],
+            "outs": [{f"{code_dir}/{c}.json": {"cache": False}} for c in used]}
+    return {"code_fingerprints": code, **stages}
 
 
 def _plots(s: Settings, run: str, trained: list[dict]) -> list[dict]:

@@ -11,7 +11,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing model must fail at onc
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["params.yaml", "Snakefile", "dvc.yaml", "pipelines", "workflow"]
+# rise/ too: every rule's and stage's code fingerprint is read from the checkout's library
+PROJECT_FILES = ["params.yaml", "Snakefile", "dvc.yaml", "pipelines", "workflow", "rise"]
 
 
 # Stage tests drive the policy with a stand-in where they need parseable answers, so the demo
@@ -20,14 +21,15 @@ QUICK = {"presets": {"demo": {"warm_up_steps": 20}}}
 
 
 def copy_project(dest: Path, overrides: dict | None = None) -> Path:
-    """A fresh project folder (settings and workflow files; the library is the installed one)."""
+    """A fresh project folder: settings, workflow files and a copy of the library (which the
+    stages run from the folder, `python -m rise.cli`, and fingerprint)."""
     from rise.config import deep_merge
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name)
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, dest / name)
     if overrides:

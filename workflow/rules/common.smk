@@ -9,6 +9,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from rise.config import config_overrides, load_settings, read_params
 from rise.errors import RiseError
+from rise.fingerprints import code_fingerprint, project_library
 from rise.launch import local_gpus
 from rise.resources import job_resources
 from rise.toy.pipeline import pretrained_models
@@ -33,6 +34,14 @@ RISE_ARGS = f"--preset {PRESET}" + (f" --overrides {shlex.quote(json.dumps(OVERR
 IN_CONDA = DeploymentMethod.CONDA in getattr(workflow.deployment_settings, "deployment_method", ())
 RISE = f"{'python' if IN_CONDA else sys.executable} -m rise.cli {RISE_ARGS}"
 ENV = "../envs/rise.yaml"  # every rule's software (relative to workflow/rules/)
+LIBRARY = project_library(workflow.basedir)  # the checkout's rise/
+
+
+def code(*commands):
+    """A rule's `code` param: the fingerprint of what its `rise` commands run (rise/fingerprints.py),
+    so a behaviour-changing edit of a module they import reruns the rule; a comment does not."""
+    return code_fingerprint(commands, LIBRARY)["fingerprint"]
+
 TRAINED = [name for name, v in S.variants.items() if v.train]
 # Presets with `pretrain` (the toy world) train their three models in stages (workflow/rules/toy.smk).
 PRETRAINED = pretrained_models(S) if S.pretrain else {}

@@ -2,7 +2,9 @@ rule build_models:
     # builds the demo's models, or checks the preset's (pretrained by stages, or Hub ids / paths)
     input: [m["model"] for m in PRETRAINED.values()]
     output: str(L.models_manifest())
-    params: settings=S.stage_settings("models")
+    params:
+        settings=S.stage_settings("models"),
+        code=code("build-models"),
     log: log_file("build_models", PRESET)
     threads: cpus("build_models")
     resources: **resources("build_models")
@@ -12,7 +14,9 @@ rule build_models:
 
 rule prepare_data:
     output: str(L.dataset_manifest("{dataset}"))
-    params: settings=lambda w: S.stage_settings("data", w.dataset)
+    params:
+        settings=lambda w: S.stage_settings("data", w.dataset),
+        code=code("prepare-data"),
     log: log_file("prepare_data", "{dataset}")
     threads: cpus("prepare_data")
     resources: **resources("prepare_data")
@@ -23,7 +27,9 @@ rule prepare_data:
 rule sample_train:
     input: lambda w: str(L.dataset_manifest(S.train_sets[w.train_set]["dataset"]))
     output: str(L.train_manifest("{train_set}"))
-    params: settings=lambda w: S.stage_settings("sample", w.train_set)
+    params:
+        settings=lambda w: S.stage_settings("sample", w.train_set),
+        code=code("sample-train"),
     log: log_file("sample_train", "{train_set}")
     conda: ENV
     shell: "{RISE} --log {log} sample-train --train-set {wildcards.train_set}"

@@ -6,7 +6,9 @@ rule predict:
     output:
         predictions=str(L.predictions("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
         environment=str(L.prediction_environment("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
-    params: settings=lambda w: S.stage_settings("predict", w.variant, w.dataset)
+    params:
+        settings=lambda w: S.stage_settings("predict", w.variant, w.dataset),
+        code=code("launch", "predict"),
     log: log_file("predict", "{variant}-seed{seed}-{checkpoint}-{dataset}")
     threads: cpus("predict")
     resources: **resources("predict")
@@ -22,7 +24,9 @@ rule evaluate:
     output:
         metrics=str(L.metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
         samples=str(L.sample_scores("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
-    params: settings=S.stage_settings("evaluate")
+    params:
+        settings=S.stage_settings("evaluate"),
+        code=code("evaluate"),
     log: log_file("evaluate", "{variant}-seed{seed}-{checkpoint}-{dataset}")
     threads: cpus("evaluate")
     resources: **resources("evaluate")
@@ -40,6 +44,7 @@ rule table:
     params:
         caption=lambda w: S.tables[w.table]["caption"],
         settings=lambda w: json.dumps({"table": S.tables[w.table], "seeds": S.train["seeds"]}, sort_keys=True),
+        code=code("table", "show"),
     log: log_file("table", "{table}")
     conda: ENV
     shell: "{RISE} --log {log} table --name {wildcards.table} && {RISE} --log {log} show --write --name {wildcards.table}"
@@ -65,6 +70,7 @@ rule sweep:
         csv=str(L.sweep("{variant}")),
         png=report(str(L.sweep("{variant}").with_suffix(".png")), caption="../report/sweep.rst",
                    category="Checkpoint sweeps", labels={"variant": "{variant}"}),
+    params: code=code("sweep")
     log: log_file("sweep", "{variant}")
     conda: ENV
     shell: "{RISE} --log {log} sweep --variant {wildcards.variant}"
@@ -74,6 +80,7 @@ rule figure_sweeps:
     # the sweeps listed under `sweeps` on shared axes: held-out gIoU against the GRPO step
     input: [str(L.sweep(v)) for v in S.sweeps]
     output: report(str(L.figure("sweeps")), caption="../report/sweeps.rst", category="Checkpoint sweeps")
+    params: code=code("sweep-figure")
     log: log_file("figure", "sweeps")
     conda: ENV
     shell: "{RISE} --log {log} sweep-figure"
@@ -88,7 +95,9 @@ rule figure_qualitative:
     input:
         lambda w: [str(L.predictions(v, S.figures["qualitative"]["dataset"])) for v in S.figures["qualitative"]["variants"]],
     output: report(str(L.figure("qualitative")), caption="../report/figure.rst", category="Figures")
-    params: settings=repr(S.figures.get("qualitative"))
+    params:
+        settings=repr(S.figures.get("qualitative")),
+        code=code("figure"),
     log: log_file("figure", "qualitative")
     conda: ENV
     shell: "{RISE} --log {log} figure"

@@ -11,6 +11,7 @@ for stage, made in PRETRAINED.items():
                           labels={"model": stage}),
         params:
             settings=S.stage_settings("pretrain", stage),
+            code=code("pretrain"),
             model=stage,  # (a shell command is formatted when the job runs, after the loop has ended)
         log: log_file("pretrain", stage)
         threads: cpus("pretrain")

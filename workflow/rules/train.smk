@@ -11,6 +11,7 @@ rule train:
                       category="Training curves", labels={"variant": "{variant}", "seed": "{seed}"}),
     params:
         settings=lambda w: S.stage_settings("train", w.variant, seed=int(w.seed)),
+        code=code("launch", "train"),
     log: log_file("train", "{variant}-seed{seed}")
     # training runs are the long jobs: started first, the short predictions fill the gaps after
     priority: 1
@@ -28,7 +29,9 @@ rule base_policy:
     output:
         policy=str(L.policy_ref("{variant}", "{seed}")),
         curves=str(L.train_curves("{variant}", "{seed}")),  # no steps: an empty curve
-    params: settings=lambda w: S.stage_settings("train", w.variant, seed=int(w.seed))
+    params:
+        settings=lambda w: S.stage_settings("train", w.variant, seed=int(w.seed)),
+        code=code("train"),
     log: log_file("train", "{variant}-seed{seed}")
     conda: ENV
     shell: "{RISE} --log {log} train --variant {wildcards.variant} --seed {wildcards.seed}"

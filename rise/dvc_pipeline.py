@@ -278,7 +278,7 @@ def _with_code_deps(stages: dict, rise_call: str, code_dir: str) -> dict:
         used += commands
     used = sorted(set(used))
     code = {"cmd": f"{rise_call} code --write {code_dir} {' '.join(used)}", "deps": ["rise"],
-            "outs": [{f"{code_dir}/{c}.json": {"cache": False}} for c in used]}
+            "outs": [f"{code_dir}/{c}.json" for c in used]}
     return {"code_fingerprints": code, **stages}
 
 

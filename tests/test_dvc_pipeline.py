@@ -98,7 +98,8 @@ def dvc_jobs(root, preset: str) -> set[str]:
     # --force: on a clean checkout every stage runs; without it DVC's dry run stops at the first
     # stage whose input does not exist yet (DVC issue #9818)
     out = sh(f"dvc repro --dry --force {target}", root).stdout
-    return {name.split(":")[-1] for name in re.findall(r"Running stage '([^']+)'", out)}
+    # code_fingerprints is DVC's form of the `code` param of Snakemake's rules, not a job of its own
+    return {name.split(":")[-1] for name in re.findall(r"Running stage '([^']+)'", out)} - {"code_fingerprints"}
 
 
 @pytest.mark.parametrize("preset", ["demo", "paper"])
@@ -147,6 +148,20 @@ def test_dvc_runs_a_variant_with_metrics_plots_and_a_local_remote(tmp_path):
     for plot in ("reward semantic", "reward think_format", "reward seg_format", "KL to the reference policy",
                  "completion length (tokens)"):
         assert f'"dvc.yaml::{plot}"' in plots  # (each pipeline file's plots are named after it)
+    # code: a comment reruns only the fingerprints, a behaviour change the stage that runs it
+    metrics_code = root / "rise" / "metrics.py"
+    code = metrics_code.read_text()
+
+    def ran_after(text):
+        metrics_code.write_text(text)
+        # a stage run before with the same inputs is restored from DVC's run cache
+        return re.findall(r"(?:Running stage|Stage) '([^']+)'(?::| is cached)", sh(f"dvc repro {target}", root).stdout)
+
+    assert ran_after(code + "# a comment\n") == ["code_fingerprints"]
+    assert ran_after(code) == ["code_fingerprints"]
+    assert ran_after(code.replace("100.0 * float", "50.0 * float")) == ["code_fingerprints", target]
+    ran_after(code)
+    assert "up to date" in sh(f"dvc status --with-deps {target}", root).stdout
     # only this variant's settings reach its stages
     params = root / "params.yaml"
     original = params.read_text()

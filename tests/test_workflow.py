@@ -81,6 +81,57 @@ def test_changing_the_protocol_reruns_evaluation_only(demo_run):
         {"evaluate": 5, "table": 1, "table_alias": 1}
 
 
+def planned_after_code_edit(root, module: str, old: str | None, new: str) -> dict[str, int]:
+    """The jobs a dry run plans once the project's rise/<module> is edited (`old` None: `new` is
+    appended), restored after."""
+    path = root / "rise" / module
+    original = path.read_text()
+    assert old is None or old in original
+    try:
+        path.write_text(original + new if old is None else original.replace(old, new, 1))
+        out = sh("snakemake -n results/table4.csv", root).stdout
+        return job_counts(out) if "Job stats:" in out else {}
+    finally:
+        path.write_text(original)
+
+
+NEW_FUNCTION = "\n\ndef added_helper():\n    return 1\n"
+DOWNSTREAM_OF_TRAINING = {"train": 5, "predict": 5, "evaluate": 5, "table": 1, "table_alias": 1}
+
+
+@pytest.mark.parametrize("module,old,new,planned", [
+    ("metrics.py", "100.0", "50.0", {"evaluate": 5, "table": 1, "table_alias": 1}),
+    ("answer.py", None, NEW_FUNCTION, DOWNSTREAM_OF_TRAINING),
+    ("rewards.py", None, NEW_FUNCTION, DOWNSTREAM_OF_TRAINING),
+    ("predict.py", None, NEW_FUNCTION, {"predict": 5, "evaluate": 5, "table": 1, "table_alias": 1}),
+    ("train.py", "def ", "# a comment, and a docstring below\ndef ", {}),
+    ("metrics.py", '"""', '"""Reworded. ', {}),
+    ("memory.py", None, NEW_FUNCTION, {}),  # imported by `rise check` alone
+], ids=["metrics", "answer", "rewards", "predict", "comment", "docstring", "unimported"])
+def test_a_code_edit_reruns_the_stages_that_run_that_code(demo_run, module, old, new, planned):
+    root, _ = demo_run
+    assert planned_after_code_edit(root, module, old, new) == planned
+
+
+def test_a_metric_fix_reruns_evaluation_and_tables_and_changes_them(demo_run):
+    """The measured case: gIoU's scale edited on a built demo; the table follows, then goes back."""
+    root, _ = demo_run
+    metrics = root / "rise" / "metrics.py"
+    original = metrics.read_text()
+    before = pd.read_csv(root / "results" / "table4.csv")
+    try:
+        metrics.write_text(original.replace("100.0 * float(np.mean(ious))", "50.0 * float(np.mean(ious))"))
+        out = sh("snakemake results/table4.csv --cores 2", root)
+        assert job_counts(out.stdout + out.stderr) == {"evaluate": 5, "table": 1, "table_alias": 1}
+        halved = pd.read_csv(root / "results" / "table4.csv")
+        assert list(halved["reasonseg_test gIoU"]) == pytest.approx(list(before["reasonseg_test gIoU"] / 2), abs=0.01)
+        assert list(halved["reasonseg_test cIoU"]) == list(before["reasonseg_test cIoU"])
+    finally:
+        metrics.write_text(original)
+    sh("snakemake results/table4.csv --cores 2", root)
+    assert list(pd.read_csv(root / "results" / "table4.csv")["reasonseg_test gIoU"]) == list(before["reasonseg_test gIoU"])
+
+
 def test_config_overrides_reach_the_run(demo_run):
     root, _ = demo_run
     replanned = job_counts(sh("snakemake -n results/table4.csv --config seed=1", root).stdout)

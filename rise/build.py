@@ -91,6 +91,9 @@ def build_models(settings: Settings) -> None:
     problems = model_problems(settings)
     if problems:
         raise MissingResourceError("; ".join(problems))
+    from rise.fingerprints import model_fingerprints
+
     write_json(settings.layout.models_manifest(), {"built_offline": settings.build_demo_models,
                                                    "format_warm_up_steps": settings.warm_up_steps,
+                                                   "fingerprints": model_fingerprints(settings),
                                                    **settings.provenance()})

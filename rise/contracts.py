@@ -19,7 +19,8 @@ Training manifest     runs/<preset>/train/<train_set>.jsonl         (stage: samp
 
 Policy reference      runs/<preset>/checkpoints/<variant>/policy.json  (stage: train)
     {"variant", "policy": model folder or Hub id to load, "base": the untrained policy,
-     "trained": bool, "steps": int, "provenance": {...}}
+     "trained": bool, "steps": int, "provenance": {...},
+     "fingerprints": {"base", "clip" (the reward's CLIP; null untrained), "policy" (trained: final)}}
 
 Training curves       runs/<preset>/curves/<variant>.csv (+ .png)        (stage: train)
     one row per optimisation step as TRL logs it: step, reward, rewards/<term>/mean, kl,
@@ -29,16 +30,20 @@ Predictions           runs/<preset>/predictions/<variant>/<dataset>.jsonl  (stag
     sample_id, raw_text (the policy's whole output), parse_ok bool, parse_error str|null,
     box [x1,y1,x2,y2] | null and points [[x,y],[x,y]] | null in ORIGINAL image pixels,
     mask RLE|null (SAM2 output), sam_score float|null, think_chars int
+    beside it <dataset>.env.json: the software and hardware (rise/provenance.py) and
+    "models": {"policy", "sam2"}, the fingerprints of the weights used (rise/fingerprints.py)
 
 Metrics               runs/<preset>/metrics/<variant>/<dataset>.json      (stage: evaluate)
     {"gIoU", "cIoU" (percent), "n_samples", "n_failed_parse", "protocol", "variant", "dataset",
-     "provenance"}; per-sample rows beside it in <dataset>.samples.csv
+     "provenance", "environment", "models": {"policy", "base", "clip", "sam2"} weight fingerprints}; per-sample rows beside it in <dataset>.samples.csv
      (sample_id, intersection, union, iou, parse_ok, box, think_chars).
 
 Table                 results/<preset>/<table>.csv                        (stage: table)
     label, variant, then one column per (dataset, metric) ours, then the paper's number as
     "paper <dataset> <metric>", then per dataset its sample and failed-parse counts, then
-    protocol, preset, policy, clip, sam2, data (loader and location of each dataset), note.
+    protocol, preset, policy, clip, sam2, data (loader and location of each dataset), note,
+    models ("policy <fp>, <fp>; base <fp>; clip <fp>; sam2 <fp>": the weights' fingerprints,
+    one per distinct model of the row's runs), trained with, predicted with (commit; hardware; versions).
 
 Qualitative figure    results/<preset>/figures/qualitative.png            (stage: figure)
 """

@@ -42,9 +42,10 @@ def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None =
                      "iou": i / u if u else "", "parse_ok": p["parse_ok"], "parse_error": p["parse_error"] or "",
                      "box": p["box"] or "", "think_chars": p["think_chars"], "kind": g.get("kind", "")})
     metrics = summarize(inters, unions, protocol)
+    environments = _environments(settings, variant, eval_set, seed, checkpoint)
     metrics.update(n_failed_parse=sum(not preds[g["sample_id"]]["parse_ok"] for g in gts), protocol=protocol,
-                   answer=settings.evaluate["answer"],
-                   environment=_environments(settings, variant, eval_set, seed, checkpoint),
+                   answer=settings.evaluate["answer"], environment=environments,
+                   models=_models(settings, variant, seed, environments),
                    variant=variant, seed=seed, checkpoint=checkpoint, dataset=eval_set, provenance=settings.provenance())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["sample_id"])
@@ -57,6 +58,16 @@ def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None =
              checkpoint, eval_set,
              metrics["gIoU"], metrics["cIoU"], metrics["n_samples"], metrics["n_failed_parse"], protocol)
     return out
+
+
+def _models(settings: Settings, variant: str, seed: int, environments: dict) -> dict:
+    """The fingerprints of the weights behind the numbers (rise/fingerprints.py): the policy that
+    answered, SAM2, and for a trained policy the base it started from and the CLIP that rewarded it."""
+    policy = settings.layout.policy_ref(variant, seed)
+    trained = (read_json(policy).get("fingerprints") or {}) if policy.exists() else {}
+    predicted = (environments.get("predict") or {}).get("models") or {}
+    return {"policy": predicted.get("policy"), "base": trained.get("base"), "clip": trained.get("clip"),
+            "sam2": predicted.get("sam2")}
 
 
 def _environments(settings: Settings, variant: str, eval_set: str, seed: int, checkpoint: str) -> dict:

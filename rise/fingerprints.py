@@ -282,6 +282,14 @@ def _hub_snapshot(ref: str) -> Path | None:
         return None
 
 
+def model_fingerprints(settings) -> dict:
+    """The weights of the preset's models as `build-models` found them (models.json)."""
+    models = settings.models
+    return {"policies": {key: weights_fingerprint(ref) for key, ref in models["policies"].items()},
+            "clip": weights_fingerprint(models["clip"]["pretrained"]),
+            "sam2": weights_fingerprint(models["sam2"]["checkpoint"])}
+
+
 def describe_models(fingerprints: dict[str, list[str | None]]) -> str:
     """One table cell: 'policy a1b2c3d4e5f6, 0f9e8d7c6b5a; sam2 ...' ('unknown' where not hashed)."""
     return "; ".join(f"{role} {', '.join(dict.fromkeys(fp or 'unknown' for fp in fps))}"

@@ -24,6 +24,7 @@ from rise.imaging import open_rgb, policy_view, to_original
 from rise.errors import DataError, MissingResourceError
 from rise.models import check_hub_or_path, load_policy, load_sam2
 from rise.prompts import context_tokens, conversation
+from rise.fingerprints import weights_fingerprint
 from rise.provenance import environment
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,9 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
                 bar.update(len(shard))
         log.info("%s: %d SAM2 image encodes for %d samples", name, segmenter.image_encodes, len(rows))
     # the environment that produced the masks (after a resumed run: the one that finished it)
-    write_json(layout.prediction_environment(variant_name, eval_set, seed, checkpoint), environment())
+    sam2_weights = weights_fingerprint(settings.models["sam2"]["checkpoint"])
+    write_json(layout.prediction_environment(variant_name, eval_set, seed, checkpoint),
+               {**environment(), "models": {"policy": weights_fingerprint(policy_dir), "sam2": sam2_weights}})
     merged = [rec for i in range(len(shards)) for rec in read_jsonl(shard_dir / f"{i:05d}.jsonl")]
     order = {r["sample_id"]: k for k, r in enumerate(rows)}
     merged.sort(key=lambda rec: order[rec["sample_id"]])

@@ -8,6 +8,7 @@ import pandas as pd
 
 from rise.config import FINAL, Settings
 from rise.contracts import atomic_write_text, read_json
+from rise.fingerprints import describe_models
 from rise.provenance import summary
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ def build_table(settings: Settings, name: str) -> Path:
                    sam2=f"{prov['sam2']['config']}:{Path(prov['sam2']['checkpoint']).name}",
                    data="; ".join(f"{d}={_describe(settings.datasets[d])}" for d in datasets),
                    note=settings.table_note)
+        # the weights behind the row, one fingerprint per distinct model (rise/fingerprints.py)
+        rec["models"] = describe_models({role: [(m.get("models") or {}).get(role) for m in every]
+                                         for role in ("policy", "base", "clip", "sam2")
+                                         if any((m.get("models") or {}).get(role) for m in every)})
         envs = [m.get("environment") or {} for m in every]
         rec["trained with"] = "; ".join(sorted({summary(e.get("train")) for e in envs} - {""}))
         rec["predicted with"] = "; ".join(sorted({summary(e.get("predict")) for e in envs} - {""}))

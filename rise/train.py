@@ -31,6 +31,7 @@ from rise.errors import ConfigError, DataError
 from rise.imaging import open_rgb, policy_view
 from rise.models import load_clip, load_policy
 from rise.prompts import context_tokens, conversation
+from rise.fingerprints import weights_fingerprint
 from rise.provenance import environment
 from rise.rewards import build_rewards
 
@@ -240,8 +241,11 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     ref_file = layout.policy_ref(variant_name, seed)
     curves = layout.train_curves(variant_name, seed)
     base = settings.policy_ref(variant_name)
+    # the weights the run started from and the CLIP that rewarded it (rise/fingerprints.py)
+    fingerprints = {"base": weights_fingerprint(base),
+                    "clip": weights_fingerprint(settings.models["clip"]["pretrained"]) if v.train else None}
     record = {"variant": variant_name, "seed": seed, "base": base, "settings": v.as_dict(),
-              "provenance": settings.provenance(), "environment": environment()}
+              "provenance": settings.provenance(), "environment": environment(), "fingerprints": fingerprints}
     if not v.train:
         write_curves([], curves)  # no steps: an empty curve, so every variant has one
         write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0, "checkpoints": {FINAL: base}})
@@ -331,7 +335,8 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
                     variant_name, steps, settings.train_steps(variant_name))
     kept = {name: path for name, path in saved_checkpoints(out_dir).items() if int(name[4:]) < steps}
     write_json(ref_file, {**record, "policy": str(final), "trained": True, "steps": steps,
-                          "checkpoints": {**kept, FINAL: str(final)}})
+                          "checkpoints": {**kept, FINAL: str(final)},
+                          "fingerprints": {**fingerprints, "policy": weights_fingerprint(final)}})
     log.info("%s seed %d: %d steps -> %s (checkpoints kept: %s)", variant_name, seed, steps, final,
              ", ".join(kept) or "none")
     return ref_file

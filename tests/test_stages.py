@@ -149,6 +149,31 @@ def test_table_carries_paper_numbers_and_provenance(in_demo, monkeypatch):
     assert (df["preset"] == "demo").all() and df["note"].str.contains("not comparable").all()
     for variant, g in zip(df["variant"], df["reasonseg_test gIoU"]):
         assert g == pytest.approx(read_json(in_demo.layout.metrics(variant, "reasonseg_test"))["gIoU"], abs=0.01)
+    # every row names the weights behind it: the trained policy, its base, the reward's CLIP, SAM2
+    from rise.fingerprints import weights_fingerprint
+
+    layout, models = in_demo.layout, in_demo.models
+    final = read_json(layout.policy_ref("full_3b"))["policy"]
+    expected = (f"policy {weights_fingerprint(final)}; base {weights_fingerprint(models['policies']['3b'])}; "
+                f"clip {weights_fingerprint(models['clip']['pretrained'])}; sam2 {weights_fingerprint(models['sam2']['checkpoint'])}")
+    assert df["models"].iloc[1] == expected and "unknown" not in expected
+    assert read_json(layout.metrics("full_3b", "reasonseg_test"))["models"]["policy"] == weights_fingerprint(final)
+    assert weights_fingerprint(final) != weights_fingerprint(models["policies"]["3b"])  # training moved the weights
+
+
+def test_a_weights_fingerprint_follows_the_weights_alone(tmp_path):
+    from rise.fingerprints import weights_fingerprint
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "config.json").write_text("{}")
+    first = weights_fingerprint(model)
+    (model / "config.json").write_text('{"note": 1}')  # not weights
+    assert weights_fingerprint(model) == first and len(first) == 12
+    (model / "model.safetensors").write_bytes(b"weightz")
+    assert weights_fingerprint(model) != first
+    assert weights_fingerprint(model / "model.safetensors") != weights_fingerprint(tmp_path / "missing") is None
 
 
 def test_cli_reports_unknown_variant(demo_project):

@@ -101,6 +101,9 @@ def pretrain(settings: Settings, stage: str) -> Path:
     else:
         raise ConfigError(f"unknown toy pretraining stage '{stage}' (known: {STAGES})")
     result = report_file(out)
-    write_json(result, {"stage": stage, "model": str(out), "training": trained, "heldout": report})
+    from rise.fingerprints import weights_fingerprint
+
+    write_json(result, {"stage": stage, "model": str(out), "fingerprint": weights_fingerprint(out),
+                        "training": trained, "heldout": report})
     log.info("toy %s: %s %s -> %s", stage, trained, report, result)
     return result

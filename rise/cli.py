@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             print(rise.contracts.__doc__)
             return 0
         settings = load_settings(args.params, args.preset, overrides=_parse_overrides(args.overrides))
+        from rise.kernels import pin_cpu_kernels
+
+        pin_cpu_kernels(settings.cpu_kernels)  # before any stage imports torch
         if args.command == "check":
             from rise.memory import launch_report
 

@@ -153,6 +153,7 @@ class Settings:
     device: str
     build_demo_models: bool
     warm_up_steps: int
+    cpu_kernels: str  # native | portable (rise/kernels.py)
     launch: dict
     resources: dict
     models: dict
@@ -265,6 +266,8 @@ class Settings:
         """A canonical JSON string of what a stage's output depends on (Snakemake reruns when it changes).
         A training run depends on its own seed, not on the list of seeds."""
         parts: dict[str, Any] = {"preset": self.preset, "seed": self.seed}
+        if self.cpu_kernels != "native":  # other kernels, other bits (rise/kernels.py)
+            parts["cpu_kernels"] = self.cpu_kernels
         variant = name
         if stage == "train":
             v = self.variants[variant]
@@ -450,7 +453,7 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
 
     return Settings(
         preset=preset, seed=raw["seed"], description=p["description"], device=p["device"],
-        build_demo_models=p.get("build_demo_models", False),
+        build_demo_models=p.get("build_demo_models", False), cpu_kernels=p.get("cpu_kernels", "native"),
         warm_up_steps=p.get("warm_up_steps", 0), launch=p.get("launch", {"gpus": 1}),
         resources=p["resources"],        models=p["models"], datasets=p["datasets"],
         train_sets=p["train_sets"], image=effective["image"], train=effective["train"],

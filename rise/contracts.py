@@ -45,6 +45,10 @@ Table                 results/<preset>/<table>.csv                        (stage
     models ("policy <fp>, <fp>; base <fp>; clip <fp>; sam2 <fp>": the weights' fingerprints,
     one per distinct model of the row's runs), trained with, predicted with (commit; hardware; versions).
 
+Table metrics         results/<preset>/<table>.json                       (stage: table)
+    {variant: {"seeds": int, <dataset>: {<metric>: mean, "<metric> std": std|null}}}: the table
+    as `dvc metrics show` and `dvc metrics diff` read it.
+
 Qualitative figure    results/<preset>/figures/qualitative.png            (stage: figure)
 """
 from __future__ import annotations

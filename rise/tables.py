@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from rise.config import FINAL, Settings
-from rise.contracts import atomic_write_text, read_json
+from rise.contracts import atomic_write_text, read_json, write_json
 from rise.fingerprints import describe_models
 from rise.provenance import summary
 
@@ -38,6 +38,21 @@ def protocol_lines(settings: Settings) -> list[str]:
             f"{name}={settings.datasets[name].get('eval_prompt', 'segzero')}" for name in settings.eval_sets)
         + f" ({'/'.join(prompts)})",
     ]
+
+
+def table_metrics(df: pd.DataFrame, columns: list) -> dict:
+    """{variant: {dataset: {metric, "<metric> std"}, "seeds"}}: the table as DVC reads metrics
+    (`dvc metrics show`, `dvc metrics diff`)."""
+    def number(value):
+        return None if pd.isna(value) else float(value)
+
+    out = {}
+    for _, row in df.iterrows():
+        rec = out.setdefault(row["variant"], {"seeds": int(row["seeds"])})
+        for dataset, metric in columns:
+            rec.setdefault(dataset, {})[metric] = number(row[f"{dataset} {metric}"])
+            rec[dataset][f"{metric} std"] = number(row[f"{dataset} {metric} std"])
+    return out
 
 
 def build_table(settings: Settings, name: str) -> Path:
@@ -90,6 +105,7 @@ def build_table(settings: Settings, name: str) -> Path:
     df = pd.DataFrame.from_records(records)
     out = layout.table(name)
     atomic_write_text(out, df.to_csv(index=False))
+    write_json(out.with_suffix(".json"), table_metrics(df, table["columns"]))
     shown = [c for d, m in table["columns"] for c in (f"{d} {m}", f"{d} {m} std")]
     log.info("%s (%s) -> %s\n%s", name, table["caption"], out, df[["label", *shown, "seeds"]].to_string(index=False))
     return out

@@ -144,3 +144,20 @@ def test_every_snakemake_rule_that_calls_rise_has_the_code_of_its_commands():
             declared = re.search(r"code=code\(([^)]*)\)", block)
             assert declared, f"{smk.name}: a rule calling rise has no code param:\n{block[:200]}"
             assert [c.strip(' "') for c in declared.group(1).split(",")] == commands, smk.name
+
+
+def test_portable_cpu_kernels_pin_torch_before_it_starts():
+    """`cpu_kernels: portable` (the toy preset's): torch runs its AVX2 kernels on one thread."""
+    import subprocess
+    import sys
+
+    code = ("from rise.kernels import pin_cpu_kernels; pin_cpu_kernels('portable'); import torch; "
+            "print(torch.backends.cpu.get_cpu_capability(), torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["AVX2", "1"]
+    from rise.config import load_settings
+
+    toy = load_settings(ROOT / "params.yaml", "toy")
+    assert toy.cpu_kernels == "portable" and '"cpu_kernels": "portable"' in toy.stage_settings("evaluate")
+    assert '"cpu_kernels"' not in load_settings(ROOT / "params.yaml", "demo").stage_settings("evaluate")
+    assert "presets.toy.cpu_kernels" in pipeline(ROOT / "params.yaml", "toy")["stages"]["train"]["do"]["params"]

@@ -41,6 +41,7 @@ rule table:
         csv=report(str(L.table("{table}")), caption="../report/table.rst", category="Tables",
                    labels={"table": "{table}"}),
         markdown=str(L.table("{table}").with_suffix(".md")),
+        metrics=str(L.table("{table}").with_suffix(".json")),  # what `dvc metrics show` reads
     params:
         caption=lambda w: S.tables[w.table]["caption"],
         settings=lambda w: json.dumps({"table": S.tables[w.table], "seeds": S.train["seeds"]}, sort_keys=True),

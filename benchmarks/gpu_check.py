@@ -1,27 +1,40 @@
-"""The one-GPU check of the paper preset: does one GRPO step fit, learn, and how long would the run take?
+"""The one-GPU check of the paper preset: where a GRPO step's time and memory go, and what a run costs.
 
 Nothing is downloaded: Qwen2.5-VL is built from its published config with random weights, CLIP
 ViT-B-32 and SAM2 have random weights. The training path is the project's own (`rise.train`),
-instrumented from outside. Prints one JSON line last (keys below); `--out FILE` also writes it.
+instrumented from outside, with saves off. The main measurement is one rank's share of the
+paper's 8-GPU run (2 prompts x 8 completions a step) at the paper preset's 1,300 completion
+tokens, for two steps, so that step 2 carries the optimizer state. Every phase is timed with
+`torch.cuda.synchronize`. The JSON is rewritten after each part and each step (`--out`), so a run
+cut short keeps what it measured; the work folder is deleted at the end, and those of earlier runs
+cut short are deleted at the start. Prints one JSON line last (keys below).
 
-  python benchmarks/gpu_check.py                  # one GPU: Qwen2.5-VL-3B, SAM2-L (about 7 minutes on an H100 at 128 tokens)
+  python benchmarks/gpu_check.py                  # one GPU: Qwen2.5-VL-3B, SAM2-L (about 6-8 minutes on an H100-class GPU)
   python benchmarks/gpu_check.py --cpu            # tiny models on the CPU, same keys (run by the tests)
 
 Keys:
-  device, gpus, policy, params_m                   what ran
+  device, gpus, policy, params_m, versions         what ran
   image_tokens_per_prompt, expected_image_tokens   900 for an 840x840 view (30 x 30 merged patches)
-  step_checkpointing_on / _off                     one GRPO step each: peak GPU memory (GiB, or "oom"),
-                                                   wall time, micro-batch and accumulation
-  weights_changed_share                            share of the policy's weights changed by one step at lr 1e-6
-  policy_dtype                                     dtype the trainable policy was held in
-  finite                                           loss, KL and every reward term of the step are finite
-  logged                                           those figures as TRL logged them
-  phases_s                                         seconds per phase of the step (generation, rewards,
-                                                   reference forward, policy forward/backward, rest)
-  projected_2k_run_h                               125 such steps, on this one device and ideal on 8
-  rsem                                             R_sem for 128 completions: batched vs one call per completion
-  sam2                                             prediction of a batch of images with SAM2 under autocast
-  host_peak_gib, projected_host_gib_8_ranks        peak host memory of this training process, times 8 ranks
+  completion_length                                max completion tokens (random weights run to it)
+  rsem, sam2                                       R_sem batched vs per completion; SAM2 on a batch of images
+  steps                                            per step: step_s, phases_s (generation, rewards,
+                                                   reference_forward, policy_forward_backward, optimizer,
+                                                   rest), generated_tokens, decode_tokens_per_s (all
+                                                   sequences), decode_steps_per_s, peak_allocated_gib,
+                                                   peak_reserved_gib, logged (TRL's figures)
+  steady_step                                      step 2 of those: with the optimizer state
+  rank_share                                       prompts, completions, micro-batch, checkpointing
+  weights_changed_share                            share of the policy's weights (every 64th element,
+                                                   compared on the device) the two steps changed at lr 1e-6
+  policy_dtype, finite, logged                     the trainable policy's dtype; loss, KL and every
+                                                   reward finite in every step; step 2's logged figures
+  projected_2k_run                                 125 x step 2's time on 8 GPUs and in GPU hours, with
+                                                   what it leaves out (a lower bound)
+  memory_model                                     rise/memory.py's terms beside the measured peaks
+  host_peak_gib, host_gib_8_ranks_upper_bound      this process's peak host memory, and 8 times it
+  step_checkpointing_off                           one step of one prompt without checkpointing (the
+                                                   peak without optimizer state), or why it was skipped
+  total_s, build_s
 """
 from __future__ import annotations
 
@@ -32,6 +45,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,14 +80,14 @@ def build_models(work: Path, cpu: bool, size: str) -> None:
         build_tiny_sam2(work / "sam2.pt", "configs/sam2.1/sam2.1_hiera_l.yaml", 1024)  # full-size, random
 
 
-def check_settings(args, work: Path, root: Path, prompts_per_step: int, checkpointing: bool):
-    """The paper preset's training settings (or the demo's models on the CPU) for one step."""
+def check_settings(args, work: Path, root: Path, prompts_per_step: int, checkpointing: bool, steps: int):
+    """The paper preset's training settings (or the demo's models on the CPU) for `steps` steps, saves off."""
     from rise.config import load_settings
 
     preset = "demo" if args.cpu else "paper"
     settings = load_settings(ROOT / "params.yaml", preset, root=root)
     paper_train = load_settings(ROOT / "params.yaml", "paper").train
-    train = {**paper_train, "max_steps": 1, "prompts_per_step": prompts_per_step, "save_steps": 10_000,
+    train = {**paper_train, "max_steps": steps, "prompts_per_step": prompts_per_step, "save_steps": 10_000,
              "max_completion_length": args.completion_length, "gradient_checkpointing": checkpointing}
     if args.cpu:
         train["num_generations"] = 4
@@ -85,13 +99,16 @@ def check_settings(args, work: Path, root: Path, prompts_per_step: int, checkpoi
 
 
 class Instrument:
-    """Times the phases of TRL's GRPO step and snapshots the policy's weights around it."""
+    """Times the phases of TRL's GRPO steps (each with `torch.cuda.synchronize`), snapshots a sample
+    of the policy's weights on its own device, and reports every step as it ends."""
 
-    def __init__(self):
+    def __init__(self, on_step=None):
         self.seconds: dict[str, float] = defaultdict(float)
         self.before: dict[str, torch.Tensor] = {}
         self.changed = self.total = 0
         self.dtype = None
+        self.steps: list[dict] = []
+        self.on_step = on_step  # called with each step's figures once TRL has logged it
 
     def timed(self, name, fn, when=None):
         def wrapper(*a, **kw):
@@ -129,74 +146,112 @@ class Instrument:
             when=lambda model, *a, **kw: ref is not None and model is ref)
         trainer._prepare_inputs = self.timed("prepare_inputs", trainer._prepare_inputs)
         trainer.training_step = self.timed("training_step", trainer.training_step)
+        # no final save: a 3B policy's fp32 weights are 15 GB, written after the timed steps
+        trainer.save_model = lambda *a, **kw: None
         check = self
 
-        class Snapshot(TrainerCallback):
+        class Steps(TrainerCallback):
             def on_train_begin(self, args, state, control, model=None, **kw):
                 check.dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-                check.before = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+                # every 64th element, kept where the weights are: no 15 GB host copy in the timed run
+                check.before = {n: p.detach().flatten()[::64].clone() for n, p in model.named_parameters()
+                                if p.requires_grad}
+
+            def on_step_begin(self, args, state, control, **kw):
+                sync()
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
+                check.step_started = time.perf_counter()
+                check.seconds_before = dict(check.seconds)
+
+            def on_pre_optimizer_step(self, args, state, control, **kw):
+                sync()
+                check.optimizer_started = time.perf_counter()
+
+            def on_optimizer_step(self, args, state, control, **kw):
+                sync()
+                check.seconds["optimizer"] += time.perf_counter() - check.optimizer_started
 
             def on_step_end(self, args, state, control, **kw):
-                # runs after TRL's flow callback: no end-of-run checkpoint (a 3B policy's fp32 weights
-                # and Adam state, 3.75B x 12 bytes, are about 45 GB: it filled the GPU machine's disk once)
-                control.should_save = False
+                sync()
+                control.should_save = False  # saves off: the check measures steps, not the disk
+                step_s = time.perf_counter() - check.step_started
+                spent = {k: v - check.seconds_before.get(k, 0.0) for k, v in check.seconds.items()}
+                record = {"step": state.global_step, "step_s": round(step_s, 2), "phases_s": phases(spent, step_s)}
+                gpu = torch.cuda.is_available()  # (None on the CPU: the same keys)
+                record.update(peak_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None,
+                              peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2) if gpu else None)
+                check.steps.append(record)
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if not check.steps or "completions/mean_length" not in (logs or {}) or "logged" in check.steps[-1]:
+                    return
+                step = check.steps[-1]
+                completions = args.per_device_train_batch_size * args.gradient_accumulation_steps
+                tokens = float(logs["completions/mean_length"]) * completions
+                generation = step["phases_s"]["generation"]
+                step.update(generated_tokens=round(tokens),
+                            decode_tokens_per_s=round(tokens / generation, 1) if generation else None,
+                            decode_steps_per_s=round(float(logs["completions/mean_length"]) / generation, 1)
+                            if generation else None,
+                            logged={k: logs[k] for k in logs if k in ("loss", "kl", "reward", "entropy",
+                                                                      "completions/mean_length")
+                                    or k.startswith("rewards/")})
+                if check.on_step:
+                    check.on_step(step)
 
             def on_train_end(self, args, state, control, model=None, **kw):
                 for n, p in model.named_parameters():
-                    old = check.before.pop(n)
-                    check.changed += int((p.detach().cpu() != old).sum())
-                    check.total += old.numel()
+                    if n in check.before:
+                        old = check.before.pop(n)
+                        check.changed += int((p.detach().flatten()[::64] != old).sum())
+                        check.total += old.numel()
 
-        trainer.add_callback(Snapshot())
-
-    def phases(self, step_s: float) -> dict:
-        gen, rew, ref = self.seconds["generation"], self.seconds["rewards"], self.seconds["reference_forward"]
-        fwd_bwd = self.seconds["training_step"] - self.seconds["prepare_inputs"]
-        return {"generation": round(gen, 2), "rewards": round(rew, 2), "reference_forward": round(ref, 2),
-                "forward_backward": round(fwd_bwd, 2),
-                "rest": round(max(0.0, step_s - gen - rew - ref - fwd_bwd), 2)}
+        trainer.add_callback(Steps())
 
 
-def one_step(args, work: Path, name: str, prompts_per_step: int, checkpointing: bool) -> dict:
-    """One GRPO step through rise.train; peak GPU memory, time, phases, weights changed."""
+def phases(spent: dict, step_s: float) -> dict:
+    """Seconds of one step per phase: generation, rewards, the reference's forward, the policy's
+    forward and backward, the optimizer, and the rest (data, logging, TRL's bookkeeping)."""
+    gen, rew, ref = spent.get("generation", 0.0), spent.get("rewards", 0.0), spent.get("reference_forward", 0.0)
+    fwd_bwd = spent.get("training_step", 0.0) - spent.get("prepare_inputs", 0.0)
+    optim = spent.get("optimizer", 0.0)
+    out = {"generation": gen, "rewards": rew, "reference_forward": ref, "policy_forward_backward": fwd_bwd,
+           "optimizer": optim, "rest": max(0.0, step_s - gen - rew - ref - fwd_bwd - optim)}
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def run_steps(args, work: Path, name: str, prompts_per_step: int, checkpointing: bool, steps: int = 2,
+              on_step=None) -> dict:
+    """`steps` GRPO steps through rise.train (step 2 carries the optimizer state): per step its time,
+    phases, decode speed and peak memory; the share of (sampled) weights that moved."""
     from rise.contracts import write_jsonl
     from rise.data.synthetic import generate
     from rise.sampling import sample_pairs
     from rise.train import train_variant
 
     root = work / name
-    settings = check_settings(args, work, root, prompts_per_step, checkpointing)
-    rows = generate("check", "train", prompts_per_step, ["attribute", "spatial"], work / "images", seed=0)
-    write_jsonl(settings.layout.train_manifest("refcocog_2k"), sample_pairs(rows, prompts_per_step, 0, "check"))
-    probe = Instrument()
-    result = {"completions": prompts_per_step * settings.train["num_generations"],
+    settings = check_settings(args, work, root, prompts_per_step, checkpointing, steps)
+    n = prompts_per_step * steps
+    rows = generate("check", "train", n, ["attribute", "spatial"], work / "images", seed=0)
+    write_jsonl(settings.layout.train_manifest("refcocog_2k"), sample_pairs(rows, n, 0, "check"))
+    probe = Instrument(on_step)
+    result = {"prompts": prompts_per_step, "completions": prompts_per_step * settings.train["num_generations"],
               "micro_batch": settings.train["per_device_batch_size"], "checkpointing": checkpointing}
     if torch.cuda.is_available():
         gc.collect()
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
     try:
         train_variant(settings, "full_3b", on_trainer=probe.attach)
     except torch.OutOfMemoryError as exc:
-        result.update(peak_gpu_gib="oom", error=str(exc).splitlines()[0])
+        result.update(peak_allocated_gib="oom", error=str(exc).splitlines()[0], steps=probe.steps)
         return result
     finally:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    wall = time.perf_counter() - started
-    import pandas as pd
-
-    logged = pd.read_csv(settings.layout.train_curves("full_3b")).to_dict("records")[-1]
-    step_s = float(logged["step_time"])
-    result.update(
-        peak_gpu_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
-        step_s=round(step_s, 2), wall_s=round(wall, 1), phases_s=probe.phases(step_s),
-        weights_changed_share=round(probe.changed / max(probe.total, 1), 4), policy_dtype=probe.dtype,
-        logged={k: logged[k] for k in logged if k in ("loss", "kl", "reward", "entropy", "completions/mean_length")
-                or k.startswith("rewards/")},
-    )
+    result.update(steps=probe.steps, weights_changed_share=round(probe.changed / max(probe.total, 1), 4),
+                  policy_dtype=probe.dtype)
     return result
 
 
@@ -290,24 +345,57 @@ def image_tokens(work: Path, size: int) -> int:
     return int((batch["input_ids"] == image_token).sum())
 
 
+RANK_PROMPTS = 2  # one rank's share of the paper's 16 prompts a step on 8 GPUs
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu", action="store_true", help="tiny models on the CPU (same keys; for the tests)")
     ap.add_argument("--size", default="3b", choices=["3b", "7b"])
     ap.add_argument("--completion-length", type=int, default=None,
-                    help="max completion tokens of the step (default 256 on GPU, 24 on CPU; the paper's 1024 is projected)")
-    ap.add_argument("--workdir", default=None)
-    ap.add_argument("--out", default=None, help="also write the JSON here")
+                    help="max completion tokens (default: the paper preset's 1300 on GPU, 24 on CPU)")
+    ap.add_argument("--off-budget-s", type=float, default=360,
+                    help="run the checkpointing-off step only if fewer seconds than this have passed")
+    ap.add_argument("--workdir", default=None, help="keep the models here (default: a temporary folder, deleted)")
+    ap.add_argument("--out", default=None, help="also write the JSON here (rewritten after each part)")
     ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    args.completion_length = args.completion_length or (24 if args.cpu else 256)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="rise-gpu-check-"))
+    args.completion_length = args.completion_length or (24 if args.cpu else 1300)
     if args.build_only:
-        build_models(work, args.cpu, args.size)
+        build_models(Path(args.workdir), args.cpu, args.size)
         return {}
     if not args.cpu and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA GPU visible; use --cpu for the CPU mode")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.workdir:
+        return _check(args, Path(args.workdir))
+    remove_stale_workdirs()
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
+    (work / "pid").write_text(str(os.getpid()))
+    try:
+        return _check(args, work)
+    finally:  # about 9 GB for 3B: a second call on a warm machine must find its disk free
+        shutil.rmtree(work, ignore_errors=True)
+
+
+WORK_PREFIX = "rise-gpu-check-"
+
+
+def remove_stale_workdirs() -> list[Path]:
+    """Work folders of earlier checks whose process has ended (cut short by a time limit)."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
+        pid_file = folder / "pid"
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+            continue  # still running
+        except (OSError, ValueError):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _check(args, work: Path) -> dict:
     started = time.perf_counter()
     cmd = [sys.executable, __file__, "--build-only", "--workdir", str(work), "--size", args.size] + (["--cpu"] if args.cpu else [])
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
@@ -316,8 +404,9 @@ def main(argv=None) -> dict:
     size = 112 if args.cpu else 840
     from transformers import AutoConfig
 
+    from rise.memory import estimate_train_memory
+
     cfg = AutoConfig.from_pretrained(str(work / "policy"))
-    prompts = 2 if args.cpu else 16
     result = {
         "device": torch.cuda.get_device_name() if not args.cpu else "cpu",
         "gpus": torch.cuda.device_count() if not args.cpu else 0,
@@ -333,27 +422,56 @@ def main(argv=None) -> dict:
     _write(args.out, result)
     result["sam2"] = sam2_batch(args, work, device)
     _write(args.out, result)
-    on = one_step(args, work, "checkpointing_on", prompts, True)
-    host_peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    weights = on.pop("weights_changed_share", None)
-    logged = on.pop("logged", {})
-    step_s = on.get("step_s")
+    result["steps"] = []
+
+    def reported(step):
+        result["steps"].append(step)
+        _write(args.out, result)
+
+    share = run_steps(args, work, "rank_share", RANK_PROMPTS, True, steps=2, on_step=reported)
+    result["steps"] = share.pop("steps")
+    steady = result["steps"][-1] if result["steps"] else {}
+    logged = [s.get("logged", {}) for s in result["steps"]]
+    weights_changed, dtype = share.pop("weights_changed_share", None), share.pop("policy_dtype", None)
     result.update({
-        "step_checkpointing_on": on, "weights_changed_share": weights, "policy_dtype": on.pop("policy_dtype", None),
-        "finite": bool(logged) and all(math.isfinite(float(v)) for v in logged.values()),
-        "logged": logged, "phases_s": on.pop("phases_s", {}),
-        "projected_2k_run_h": ({"one_device": round(STEPS_OF_PAPER_RUN * step_s / 3600, 2),
-                                "eight_gpus_ideal": round(STEPS_OF_PAPER_RUN * step_s / 8 / 3600, 2),
-                                "note": f"at {args.completion_length} completion tokens; generation grows with length"}
-                               if step_s else None),
-        "host_peak_gib": round(host_peak_gib, 2), "projected_host_gib_8_ranks": round(8 * host_peak_gib, 1),
+        "rank_share": {**share, "what": f"{RANK_PROMPTS} prompts a step: one rank's share of 16 prompts on 8 GPUs; "
+                                        "step 2 carries the optimizer state"},
+        "weights_changed_share": weights_changed, "policy_dtype": dtype,
+        "finite": bool(logged) and all(logged) and all(math.isfinite(float(v)) for lg in logged for v in lg.values()),
+        "logged": steady.get("logged", {}),
+        "steady_step": {k: v for k, v in steady.items() if k != "logged"},
     })
+    if steady.get("step_s"):
+        hours = STEPS_OF_PAPER_RUN * steady["step_s"] / 3600
+        result["projected_2k_run"] = {
+            "hours_on_8_gpus": round(hours, 2), "gpu_hours": round(8 * hours, 2),
+            "what": f"{STEPS_OF_PAPER_RUN} steps x step 2 of one rank's share at {args.completion_length} completion "
+                    "tokens (random weights never stop early: every completion runs to the maximum), one GPU "
+                    "with fp32 master weights; leaves out the gradient all-reduce between ranks and ZeRO-2's "
+                    "sharded optimizer: a lower bound for 8 GPUs of this kind"}
+    if "micro_batch" in share:
+        model = estimate_train_memory(args.size, gpus=1, zero_stage=None, micro_batch=share["micro_batch"],
+                                      checkpointing=True, completion_tokens=args.completion_length,
+                                      image_tokens=result["image_tokens_per_prompt"])
+        result["memory_model"] = {"terms_gib": model, "measured_peak_allocated_gib": steady.get("peak_allocated_gib"),
+                                  "measured_peak_reserved_gib": steady.get("peak_reserved_gib"),
+                                  "what": "rise/memory.py's estimate for one GPU, fp32 masters, this micro-batch"}
+    host_peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result.update(host_peak_gib=round(host_peak_gib, 2),
+                  host_gib_8_ranks_upper_bound=round(8 * host_peak_gib, 1))
     _write(args.out, result)
-    # peak memory depends on the micro-batch, not on the accumulation: one prompt's 8 completions suffice
-    off = one_step(args, work, "checkpointing_off", 1, False)
-    for key in ("logged", "phases_s", "weights_changed_share", "policy_dtype"):
-        off.pop(key, None)
-    result["step_checkpointing_off"] = off
+    # peak memory without checkpointing depends on the micro-batch, not on the accumulation: one
+    # prompt's completions and one step suffice (so no optimizer state: said as such)
+    elapsed = time.perf_counter() - started
+    if args.cpu or elapsed < args.off_budget_s:
+        off = run_steps(args, work, "checkpointing_off", 1, False, steps=1)
+        step = (off.pop("steps") or [{}])[0]
+        result["step_checkpointing_off"] = {
+            **{k: v for k, v in off.items() if k not in ("weights_changed_share", "policy_dtype")},
+            **{k: step.get(k) for k in ("step_s", "peak_allocated_gib", "peak_reserved_gib")},
+            "what": "one step of one prompt: the peak without the optimizer state"}
+    else:
+        result["step_checkpointing_off"] = {"skipped": f"{elapsed:.0f} s had passed (--off-budget-s {args.off_budget_s:.0f})"}
     result["total_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
     _write(args.out, result)

@@ -1,4 +1,5 @@
-"""benchmarks/eval.py and benchmarks/reward.py: reduced runs, and disagreement between the arms is an error."""
+"""benchmarks/eval.py and benchmarks/reward.py: reduced runs, and disagreement between the arms is an
+error; benchmarks/cpu_kernels.py: a reduced run repeats its weights."""
 import importlib.util
 import logging
 import math
@@ -71,3 +72,10 @@ def test_reward_benchmark_reduced_run_splits_the_gain():
     assert result["completions"] == 8 and result["max_abs_diff"] <= 0.005
     assert set(result["parts"]) == {"batching", "duplicate_crops", "text_cache"}
     assert math.prod(result["parts"].values()) == pytest.approx(result["ratio"], rel=0.03)  # rounding only
+
+
+def test_kernel_benchmark_reduced_run_repeats_itself_on_one_machine(tmp_path):
+    result = load("cpu_kernels").main(["--steps", "20", "--only", "native", "--only", "native again",
+                                   "--out", str(tmp_path / "kernels.json")])
+    assert [r["config"] for r in result["runs"]] == ["native", "native again"]
+    assert result["groups"] == [["native", "native again"]] and len(result["runs"][0]["fingerprint"]) == 12

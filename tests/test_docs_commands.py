@@ -58,14 +58,25 @@ def test_the_documented_commands_were_found():
     assert len(COMMANDS) >= 8
 
 
+COMMITTED_RESULTS = ["results/toy", "runs/toy/metrics"]  # the toy preset's, kept in git
+
+
+def with_committed_results(root: Path) -> Path:
+    """A project copy with the results a clone has (`rise --preset toy show`, `dvc metrics ...`)."""
+    for name in COMMITTED_RESULTS:
+        if (ROOT / name).exists():
+            shutil.copytree(ROOT / name, root / name, dirs_exist_ok=True)
+    return root
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    return copy_project(tmp_path_factory.mktemp("docs"))
+    return with_committed_results(copy_project(tmp_path_factory.mktemp("docs")))
 
 
 def dvc_clone(tmp_path) -> Path:
     """A fresh clone for DVC: git (one commit, as `dvc exp run` needs), DVC and the repository's .dvc/config."""
-    root = copy_project(tmp_path)
+    root = with_committed_results(copy_project(tmp_path))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     subprocess.run("git init -q && dvc init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm c",
                    shell=True, cwd=root, check=True, env=env, capture_output=True)

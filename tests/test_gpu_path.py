@@ -69,24 +69,41 @@ def test_paper_settings_fit_and_make_up_128_completions_per_update():
 
 
 def test_gpu_check_cpu_mode_reports_every_key_and_moving_weights(tmp_path):
-    """`bash benchmarks/gpu_check.sh --cpu`, as benchmarks/README.md shows it."""
+    """`bash benchmarks/gpu_check.sh --cpu`, as benchmarks/README.md shows it: two steps of one
+    rank's share, per-step phases and decode speed, saves off, its work folder gone after, and a
+    stale one from a run cut short removed at the start."""
     out = tmp_path / "gpu_check.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    temp = tmp_path / "tmp"
+    stale = temp / "rise-gpu-check-cut-short"
+    stale.mkdir(parents=True)
+    (stale / "pid").write_text("999999999")  # no such process
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path), "TMPDIR": str(temp)}
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu"], capture_output=True,
                           text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(out.read_text())
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == result
+    assert not list(temp.glob("rise-gpu-check-*")), "work folders left behind"
     assert result["image_tokens_per_prompt"] == result["expected_image_tokens"] == 16
     assert result["policy_dtype"] == "float32"
-    assert result["weights_changed_share"] > 0.5  # one step at lr 1e-6 moves most weights in fp32
+    assert result["weights_changed_share"] > 0.5  # two steps at lr 1e-6 move most weights in fp32
     assert result["finite"] and {"loss", "kl", "reward", "rewards/semantic/mean"} <= set(result["logged"])
-    assert set(result["phases_s"]) == {"generation", "rewards", "reference_forward", "forward_backward", "rest"}
-    for step in ("step_checkpointing_on", "step_checkpointing_off"):
-        assert result[step]["step_s"] > 0 and result[step]["micro_batch"] == 4
+    assert [s["step"] for s in result["steps"]] == [1, 2] and result["steady_step"]["step"] == 2
+    for step in result["steps"]:
+        assert set(step["phases_s"]) == {"generation", "rewards", "reference_forward", "policy_forward_backward",
+                                         "optimizer", "rest"}
+        assert step["phases_s"]["generation"] > 0 and step["phases_s"]["optimizer"] > 0
+        assert sum(step["phases_s"].values()) == pytest.approx(step["step_s"], abs=0.05)
+        assert step["generated_tokens"] > 0 and step["decode_tokens_per_s"] > 0
+        assert {"peak_allocated_gib", "peak_reserved_gib"} <= set(step)
+    assert result["rank_share"]["prompts"] == 2 and result["rank_share"]["completions"] == 8
+    assert "lower bound" in result["projected_2k_run"]["what"]
+    assert result["projected_2k_run"]["gpu_hours"] == pytest.approx(8 * result["projected_2k_run"]["hours_on_8_gpus"], abs=0.02)
+    assert {"weights", "gradients", "optimiser", "activations"} <= set(result["memory_model"]["terms_gib"])
+    assert result["step_checkpointing_off"]["step_s"] > 0 and "optimizer state" in result["step_checkpointing_off"]["what"]
     assert result["rsem"]["agree"] and result["rsem"]["completions"] == 128
     assert result["sam2"]["samples"] == 12
-    assert result["projected_host_gib_8_ranks"] == pytest.approx(8 * result["host_peak_gib"], abs=0.1)
+    assert result["host_gib_8_ranks_upper_bound"] == pytest.approx(8 * result["host_peak_gib"], abs=0.1)
 
 
 def test_bf16_resident_policy_barely_moves_at_the_paper_lr(tmp_path, monkeypatch):
@@ -103,9 +120,12 @@ def test_bf16_resident_policy_barely_moves_at_the_paper_lr(tmp_path, monkeypatch
     gpu_check.build_models(work, cpu=True, size="3b")
     monkeypatch.setattr(rise.train, "policy_load_dtype", lambda bf16, deepspeed: torch.bfloat16)
     args = argparse.Namespace(cpu=True, completion_length=16)
-    result = gpu_check.one_step(args, work, "bf16", prompts_per_step=2, checkpointing=False)
+    result = gpu_check.run_steps(args, work, "bf16", prompts_per_step=2, checkpointing=False, steps=1)
     assert result["policy_dtype"] == "bfloat16"
     assert result["weights_changed_share"] < 0.2
+    # saves off: neither a checkpoint nor the final weights were written
+    written = [p.name for p in (work / "bf16").rglob("*") if p.suffix in (".safetensors", ".bin", ".pt")]
+    assert written == [], written
 
 
 @pytest.mark.slow

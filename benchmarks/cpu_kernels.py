@@ -10,7 +10,7 @@ configuration, each with its own CPU-kernel settings, and the weights' fingerpri
                         numerical reproducibility
   threads               torch.set_num_threads (reductions and GEMMs split by thread)
 
-    python benchmarks/kernels.py [--steps 60] [--out benchmarks/out/kernels.json]
+    python benchmarks/cpu_kernels.py [--steps 60] [--out benchmarks/out/cpu_kernels.json]
 
 Prints one line per configuration (fingerprint, seconds) and which configurations give the same
 weights. About 1 minute a configuration on 2 cores at the default length.
@@ -26,16 +26,18 @@ import tempfile
 import time
 from pathlib import Path
 
-PORTABLE = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+from rise.kernels import PORTABLE_ENV
+
+AVX2 = {k: v for k, v in PORTABLE_ENV.items() if not k.endswith("_THREADS")}  # the three ISA pins
 CONFIGS = {
     "native": ({}, 2),
     "native again": ({}, 2),
     "native, 1 thread": ({}, 1),
     "torch avx2 + oneDNN AVX2 (an AVX2 machine)": ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, 2),
     "MKL AVX2 alone": ({"MKL_CBWR": "AVX2"}, 2),
-    "portable (all three AVX2), 2 threads": (PORTABLE, 2),
-    "portable, 1 thread": (PORTABLE, 1),
-    "portable, 1 thread, again": (PORTABLE, 1),
+    "all three AVX2, 2 threads": (AVX2, 2),
+    "portable (cpu_kernels: portable)": (PORTABLE_ENV, 1),
+    "portable again": (PORTABLE_ENV, 1),
 }
 
 CHILD = """
@@ -57,7 +59,7 @@ print(json.dumps({"fingerprint": weights_fingerprint(out), "seconds": round(time
 
 def run(name: str, env: dict, threads: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        full = {k: v for k, v in os.environ.items() if k not in PORTABLE}
+        full = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENV}
         proc = subprocess.run([sys.executable, "-c", CHILD, str(Path(tmp) / "policy"), str(threads), str(steps)],
                               env={**full, **env}, capture_output=True, text=True)
     if proc.returncode:
@@ -65,12 +67,12 @@ def run(name: str, env: dict, threads: int, steps: int) -> dict:
     return {"config": name, "env": env, "threads": threads, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--out", default="benchmarks/out/kernels.json")
+    parser.add_argument("--out", default="benchmarks/out/cpu_kernels.json")
     parser.add_argument("--only", action="append", help="run these configurations alone")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     for name, (env, threads) in CONFIGS.items():
         if args.only and name not in args.only:
@@ -83,7 +85,9 @@ def main() -> None:
         groups.setdefault(r["fingerprint"], []).append(r["config"])
     print("same weights:", *(" = ".join(g) for g in groups.values()), sep="\n  ")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"steps": args.steps, "runs": rows, "groups": list(groups.values())}, indent=2))
+    result = {"steps": args.steps, "runs": rows, "groups": list(groups.values())}
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

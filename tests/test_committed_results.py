@@ -1,0 +1,97 @@
+"""The toy preset's committed results: its tables, the metrics DVC reads and its lock file are in
+git, a clone shows them through `dvc metrics show`, and the README quotes them exactly."""
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import sh
+
+ROOT = Path(__file__).resolve().parent.parent
+TOY = ROOT / "results" / "toy"
+
+
+def committed(path: str) -> bool:
+    proc = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=ROOT, capture_output=True)
+    return proc.returncode == 0
+
+
+def test_the_toy_tables_metrics_and_lock_are_committed():
+    for table in ("table1", "table4"):
+        for suffix in (".csv", ".md", ".json"):
+            assert committed(f"results/toy/{table}{suffix}"), f"results/toy/{table}{suffix} is not in git"
+    assert committed("pipelines/toy/dvc.lock")
+    lock = yaml.safe_load((ROOT / "pipelines/toy/dvc.lock").read_text())["stages"]
+    table4 = pd.read_csv(TOY / "table4.csv")
+    # every run a table read has its metrics file in git, as the lock records it
+    for variant in table4["variant"]:
+        for seed in range(int(table4.set_index("variant").loc[variant, "seeds"])):
+            path = f"runs/toy/metrics/{variant}/seed{seed}/final/reasonseg_test.json"
+            assert committed(path), path
+            assert f"evaluate@{variant}-seed{seed}-final-reasonseg_test" in lock
+    assert "table4" in lock and "code_fingerprints" in lock
+    # weights, checkpoints and predictions stay out of git
+    tracked = subprocess.run(["git", "ls-files", "runs"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert tracked and all(p.startswith("runs/toy/metrics/") for p in tracked), tracked[:5]
+    assert not [p for p in tracked if p.endswith((".jsonl", ".safetensors", ".pt", ".samples.csv"))]
+
+
+def test_each_toy_row_names_the_weights_and_commit_behind_it():
+    table4 = pd.read_csv(TOY / "table4.csv")
+    for cell in table4["models"]:
+        assert re.fullmatch(r"policy [0-9a-f]{12}(, [0-9a-f]{12})*; base [0-9a-f]{12}(; clip [0-9a-f]{12})?"
+                            r"; sam2 [0-9a-f]{12}", cell), cell
+    bases = {re.search(r"base (\w+)", c).group(1) for c in table4["models"]}
+    assert len(bases) == 1  # one pretrained base behind every row
+    assert not table4["trained with"].str.contains(r"\+dirty").any()
+
+
+def test_the_table_metrics_are_the_tables_numbers():
+    for table in ("table1", "table4"):
+        df = pd.read_csv(TOY / f"{table}.csv")
+        metrics = json.loads((TOY / f"{table}.json").read_text())
+        for _, row in df.iterrows():
+            for column in [c for c in df.columns if re.fullmatch(r"\w+ (gIoU|cIoU)", c)]:
+                dataset, metric = column.split()
+                assert metrics[row["variant"]][dataset][metric] == pytest.approx(row[column])
+
+
+def readme_toy_table() -> dict[str, tuple[str, str]]:
+    """The README's toy Table 4: label -> (gIoU cell, cIoU cell)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("| toy Table 4 |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in block.splitlines()[2:]:
+        cells = [c.strip().replace("**", "") for c in line.strip("|").split("|")]
+        rows[cells[0]] = (cells[1], cells[2])
+    return rows
+
+
+def cell(mean, std) -> str:
+    return f"{mean:.1f}" if pd.isna(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def test_the_readmes_toy_numbers_are_the_committed_tables():
+    table4 = pd.read_csv(TOY / "table4.csv")
+    quoted = readme_toy_table()
+    assert set(quoted) == set(table4["label"])
+    for _, row in table4.iterrows():
+        assert quoted[row["label"]] == (cell(row["reasonseg_test gIoU"], row["reasonseg_test gIoU std"]),
+                                        cell(row["reasonseg_test cIoU"], row["reasonseg_test cIoU std"])), row["label"]
+
+
+def test_a_clone_shows_the_toy_numbers_through_dvc_metrics_show(tmp_path):
+    clone = tmp_path / "clone"
+    sh(f"git clone -q {ROOT} {clone}", tmp_path)
+    shown = json.loads(sh("dvc metrics show --json", clone).stdout)[""]["data"]
+    table4 = pd.read_csv(TOY / "table4.csv")
+    metrics = shown["results/toy/table4.json"]["data"]
+    for _, row in table4.iterrows():
+        for metric in ("gIoU", "cIoU"):
+            assert metrics[row["variant"]]["reasonseg_test"][metric] == pytest.approx(row[f"reasonseg_test {metric}"])
+    runs = [p for p in shown if p.startswith("runs/toy/metrics/") and "data" in shown[p]]
+    assert len(runs) >= 16 and all("gIoU" in shown[p]["data"] for p in runs)

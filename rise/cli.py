@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="only say whether they are up to date (exit 2 if not)")
     sub.add_parser("check-data", help="say per dataset what was found on disk, or exactly what is missing")
     sub.add_parser("contracts", help="print the schemas of the files passed between stages")
+    p = sub.add_parser("cost", help="projected GPU hours of tables, from the planned jobs and benchmarks/measurements.yaml")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="table names, or all_tables")
     p = sub.add_parser("code", help="the code fingerprint of each command: what a stage reruns for (rise/fingerprints.py)")
     p.add_argument("commands", nargs="*", metavar="COMMAND", help="commands of this CLI (default: the stages')")
     p.add_argument("--write", metavar="DIR", help="write DIR/<command>.json instead of printing (DVC's code_fingerprints)")
@@ -211,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             else:
                 print(f"written from {args.params}: {', '.join(map(str, stale))}")
+        elif args.command == "cost":
+            from rise.cost import report
+
+            print(report(settings, args.targets))
         elif args.command == "code":
             from rise.fingerprints import STAGE_COMMANDS, code_fingerprint, project_library, write_code_fingerprints
 

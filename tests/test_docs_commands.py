@@ -106,7 +106,7 @@ def test_documented_command_runs(command, project, tmp_path):
         assert proc.returncode == 0, out[-3000:]
         if "--dry" in words:
             assert "Running stage" in out
-    elif "--preset paper" in command:
+    elif "--preset paper" in command and " cost " not in command:  # cost needs no models or data
         # the paper preset is not ready on this machine: a list of what is missing, exit 2
         assert proc.returncode == 2 and "presets.paper" in out, out[-3000:]
     else:

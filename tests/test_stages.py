@@ -246,3 +246,49 @@ def test_vllm_backend_without_vllm_names_the_setting(in_demo):
     train_variant(settings, "zeroshot_3b")
     with pytest.raises(MissingResourceError, match="predict.backend is 'vllm'"):
         predict(settings, "zeroshot_3b", "reasonseg_val")
+
+
+def test_sam2_gets_both_points_as_positive_clicks_and_nothing_else():
+    """Seg-Zero's inference: box plus the two points, each a positive click (label 1)."""
+    import numpy as np
+    import torch
+
+    from rise.predict import Segmenter
+
+    class Recorder:
+        device = torch.device("cpu")
+
+        def predict(self, multimask_output, **kwargs):
+            self.kwargs = kwargs
+            return np.zeros((3, 4, 4), bool), np.array([0.1, 0.9, 0.2]), None
+
+    sam = Recorder()
+    Segmenter(sam).segment([1, 2, 30, 40], [[5, 6], [7, 8]])
+    assert sam.kwargs["point_labels"].tolist() == [1, 1]
+    assert sam.kwargs["point_coords"].tolist() == [[5, 6], [7, 8]] and sam.kwargs["box"].tolist() == [1, 2, 30, 40]
+    Segmenter(sam).segment([1, 2, 30, 40])
+    assert set(sam.kwargs) == {"box"}  # a box-only variant sends no click
+
+
+@pytest.mark.parametrize("variant,accepts_a_box_alone", [("no_points_3b", True), ("full_3b", False)])
+def test_each_variant_trains_with_rewards_built_from_its_own_switches(in_demo, monkeypatch, variant,
+                                                                      accepts_a_box_alone):
+    """The rewards train_variant hands to GRPO follow the variant's `points` and `cot` (Table 6's
+    no-points variant is paid for an answer without points; the full variant is not)."""
+    import trl
+    from PIL import Image
+
+    class Built(Exception):
+        pass
+
+    def capture(*args, reward_funcs=None, **kwargs):
+        raise Built(reward_funcs)
+
+    monkeypatch.setattr(trl, "GRPOTrainer", capture)
+    with pytest.raises(Built) as built:
+        train_variant(in_demo, variant)
+    rewards = {getattr(f, "__name__", type(f).__name__): f for f in built.value.args[0]}
+    box_alone = ["<think>the red circle</think><answer>{\"bbox\": [10, 10, 50, 50]}</answer>"]
+    assert rewards["seg_format"](completions=box_alone, image=[Image.new("RGB", (112, 112))]) == \
+        [1.0 if accepts_a_box_alone else 0.0]
+    assert "think_format" in rewards  # both variants think (cot)

@@ -38,10 +38,57 @@ from rise.rewards import build_rewards
 log = logging.getLogger(__name__)
 
 
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why a TRL checkpoint cannot be resumed from, or None when it is complete and readable: the
+    trainer state parses, every weights file's header covers the file (safetensors), the optimizer,
+    scheduler and RNG states are whole torch files (a truncated one lacks its zip directory).
+    Cheap: headers and directories are read, not the tensors."""
+    import json
+    import zipfile
+
+    from safetensors import safe_open
+
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"trainer_state.json unreadable ({exc})"
+    deepspeed = any(ckpt.glob("global_step*"))  # DeepSpeed keeps its own optimizer shards
+    weights = sorted(ckpt.glob("*.safetensors"))
+    if not weights and not (ckpt / "pytorch_model.bin").exists() and not deepspeed:
+        return "no model weights"
+    for w in weights:
+        try:
+            with safe_open(str(w), "pt") as f:
+                f.keys()
+        except Exception as exc:  # safetensors raises its own error types
+            return f"{w.name} unreadable ({str(exc).splitlines()[0]})"
+    if not deepspeed and not (ckpt / "optimizer.pt").exists():
+        return "no optimizer.pt"
+    for f in [ckpt / "optimizer.pt", ckpt / "scheduler.pt", *ckpt.glob("rng_state*.pth")]:
+        if f.exists() and not zipfile.is_zipfile(f):
+            return f"{f.name} is not a whole torch file"
+    return None
+
+
 def latest_checkpoint(trainer_dir: Path) -> Path | None:
-    ckpts = [p for p in trainer_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-             and (p / "trainer_state.json").exists()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+    """The latest checkpoint that is complete and readable. A damaged one (an interrupted save or
+    copy, a full disk) is named in the log and moved aside as `damaged-<name>` (a name the
+    trainer's rotation does not touch), so that resuming, and every retry after, goes on from the
+    one before it."""
+    ckpts = sorted((p for p in trainer_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for ckpt in ckpts:
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        damaged = ckpt.with_name(f"damaged-{ckpt.name}")
+        shutil.rmtree(damaged, ignore_errors=True)
+        ckpt.rename(damaged)
+        log.warning("%s is damaged (%s): moved to %s; resuming from the checkpoint before it, if any",
+                    ckpt, problem, damaged.name)
+    if ckpts:
+        log.warning("no complete checkpoint in %s: training starts over", trainer_dir)
+    return None
 
 
 def build_dataset(rows: list[dict], size: int, cot: bool, points: bool, cached_views: int = 32):
@@ -318,6 +365,9 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
                               callbacks=[StepTimer(), KeepCheckpointWeights(out_dir), *(callbacks or [])])
     if on_trainer is not None:
         on_trainer(trainer)
+    if processes.is_main_process:
+        latest_checkpoint(trainer_dir)  # one rank moves damaged checkpoints aside, then all agree
+    processes.wait_for_everyone()
     resume = latest_checkpoint(trainer_dir)
     if resume:
         log.info("%s: resuming from %s", variant_name, resume)

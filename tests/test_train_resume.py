@@ -97,3 +97,47 @@ def test_truncated_training_image_stops_training_before_the_first_step(tmp_path)
         build_dataset(rows, 112, cot=True, points=True)
     dataset = build_dataset(rows[:1], 112, cot=True, points=True)
     assert dataset[0]["image"].size == (112, 112)
+
+
+def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(in_demo, caplog):
+    """A half-written model.safetensors in the latest checkpoint (an interrupted copy, a full disk):
+    one warning naming it, then training goes on from the checkpoint before it, and a retry too."""
+    from rise.config import Variant
+
+    variant = "damaged_3b"  # a run of its own in the shared demo project
+    variants = {**in_demo.variants, variant: Variant(**{**in_demo.variants["full_3b"].__dict__, "name": variant})}
+    settings = dataclasses.replace(in_demo, variants=variants,
+                                   train={**in_demo.train, "max_steps": 4, "save_steps": 1})
+    with pytest.raises(KeyboardInterrupt):
+        train_variant(settings, variant, callbacks=[KillAfterStep(3)])  # before step 3's save
+    trainer_dir = settings.layout.checkpoint_dir(variant) / "trainer"
+    weights = trainer_dir / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    record = RecordStart()
+    with caplog.at_level("WARNING", logger="rise.train"):
+        ref = read_json(train_variant(settings, variant, callbacks=[record]))
+    assert ref["trained"] and ref["steps"] == 4
+    assert record.start_step == 1 and record.steps == [2, 3, 4]
+    damaged = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(damaged) == 1 and "checkpoint-2" in damaged[0] and "model.safetensors" in damaged[0]
+    assert (trainer_dir / "damaged-checkpoint-2").is_dir()
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda c: (c / "optimizer.pt").write_bytes((c / "optimizer.pt").read_bytes()[:100]), "optimizer.pt"),
+    (lambda c: (c / "trainer_state.json").write_text("{"), "trainer_state.json"),
+    (lambda c: (c / "model.safetensors").unlink(), "no model weights"),
+])
+def test_checkpoint_problems_name_the_damaged_file(tmp_path, damage, reason):
+    from safetensors.torch import save_file
+
+    from rise.train import checkpoint_problem
+
+    ckpt = tmp_path / "checkpoint-1"
+    ckpt.mkdir()
+    save_file({"w": torch.zeros(4)}, str(ckpt / "model.safetensors"))
+    torch.save({"state": {0: torch.ones(3)}}, ckpt / "optimizer.pt")
+    (ckpt / "trainer_state.json").write_text("{}")
+    assert checkpoint_problem(ckpt) is None
+    damage(ckpt)
+    assert reason in checkpoint_problem(ckpt)

@@ -106,6 +106,11 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
         return f"rise --preset {preset} --log {RUN}/logs/{stage}/{name}.log"
 
     run_dir = "${item.variant}/seed${item.seed}"
+
+    def in_git(path):
+        """A metrics or table file: in git for a preset with `results_in_git` (the toy's are
+        committed), else in DVC's cache like every other output (`dvc push` / `dvc pull`)."""
+        return {path: {"cache": False}} if raw["presets"][preset].get("results_in_git") else path
     stages: dict = {}
     if s.pretrain:  # the toy world: the three models are trained by stages, build_models checks them
         from rise.toy.pipeline import pretrained_models
@@ -207,7 +212,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             "params": params("seed", "evaluate", f"{P}.overrides.evaluate"),
             "deps": [f"{RUN}/predictions/{scored}.jsonl", f"{RUN}/data/${{item.dataset}}.jsonl"],
             "outs": [f"{RUN}/metrics/{scored}.samples.csv"],
-            "metrics": [{f"{RUN}/metrics/{scored}.json": {"cache": False}}],  # kept in git (the toy's are)
+            "metrics": [in_git(f"{RUN}/metrics/{scored}.json")],
         },
     }
 
@@ -219,9 +224,8 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             "cmd": [f"{rise('table', name)} table --name {name}", f"{rise('table', name)} show --write --name {name}"],
             "params": params(f"tables.{name}", "train.seeds", f"{P}.overrides.train.seeds"),
             "deps": metrics_deps(s.table_needs(name)),
-            # tables are kept in git, not DVC's cache (the toy preset's are committed)
-            "outs": [{f"results/{preset}/{name}.csv": {"cache": False}}, {f"results/{preset}/{name}.md": {"cache": False}}],
-            "metrics": [{f"results/{preset}/{name}.json": {"cache": False}}],
+            "outs": [in_git(f"results/{preset}/{name}.csv"), in_git(f"results/{preset}/{name}.md")],
+            "metrics": [in_git(f"results/{preset}/{name}.json")],
         }
     for v in s.sweeps:
         stages[f"sweep_{v}"] = {

@@ -95,3 +95,17 @@ def test_a_clone_shows_the_toy_numbers_through_dvc_metrics_show(tmp_path):
             assert metrics[row["variant"]]["reasonseg_test"][metric] == pytest.approx(row[f"reasonseg_test {metric}"])
     runs = [p for p in shown if p.startswith("runs/toy/metrics/") and "data" in shown[p]]
     assert len(runs) >= 16 and all("gIoU" in shown[p]["data"] for p in runs)
+
+
+def test_only_a_preset_with_results_in_git_keeps_its_metrics_out_of_dvcs_cache():
+    from rise.dvc_pipeline import pipeline
+
+    toy = pipeline(ROOT / "params.yaml", "toy")["stages"]
+    demo = pipeline(ROOT / "params.yaml", "demo")["stages"]
+    assert toy["evaluate"]["do"]["metrics"] == [{"runs/toy/metrics/${item.variant}/seed${item.seed}/"
+                                                 "${item.checkpoint}/${item.dataset}.json": {"cache": False}}]
+    assert toy["table4"]["metrics"] == [{"results/toy/table4.json": {"cache": False}}]
+    # the demo's are cached like every other output: `dvc push` and `dvc pull` move them
+    assert demo["evaluate"]["do"]["metrics"] == ["runs/demo/metrics/${item.variant}/seed${item.seed}/"
+                                                 "${item.checkpoint}/${item.dataset}.json"]
+    assert demo["table4"]["outs"] == ["results/demo/table4.csv", "results/demo/table4.md"]

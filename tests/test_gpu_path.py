@@ -98,7 +98,7 @@ def test_gpu_check_cpu_mode_reports_every_key_and_moving_weights(tmp_path):
         assert {"peak_allocated_gib", "peak_reserved_gib"} <= set(step)
     assert result["rank_share"]["prompts"] == 2 and result["rank_share"]["completions"] == 8
     assert "lower bound" in result["projected_2k_run"]["what"]
-    assert result["projected_2k_run"]["gpu_hours"] == pytest.approx(8 * result["projected_2k_run"]["hours_on_8_gpus"], abs=0.02)
+    assert result["projected_2k_run"]["gpu_hours"] == pytest.approx(8 * result["projected_2k_run"]["hours_on_8_gpus"], abs=0.05)
     assert {"weights", "gradients", "optimiser", "activations"} <= set(result["memory_model"]["terms_gib"])
     assert result["step_checkpointing_off"]["step_s"] > 0 and "optimizer state" in result["step_checkpointing_off"]["what"]
     assert result["rsem"]["agree"] and result["rsem"]["completions"] == 128

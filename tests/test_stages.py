@@ -284,9 +284,15 @@ def test_each_variant_trains_with_rewards_built_from_its_own_switches(in_demo, m
     def capture(*args, reward_funcs=None, **kwargs):
         raise Built(reward_funcs)
 
+    import dataclasses
+
+    from rise.config import Variant
+
     monkeypatch.setattr(trl, "GRPOTrainer", capture)
+    fresh = f"switches_{variant}"  # a run no other test has finished in the shared demo project
+    variants = {**in_demo.variants, fresh: Variant(**{**in_demo.variants[variant].__dict__, "name": fresh})}
     with pytest.raises(Built) as built:
-        train_variant(in_demo, variant)
+        train_variant(dataclasses.replace(in_demo, variants=variants), fresh)
     rewards = {getattr(f, "__name__", type(f).__name__): f for f in built.value.args[0]}
     box_alone = ["<think>the red circle</think><answer>{\"bbox\": [10, 10, 50, 50]}</answer>"]
     assert rewards["seg_format"](completions=box_alone, image=[Image.new("RGB", (112, 112))]) == \

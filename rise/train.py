@@ -15,6 +15,7 @@ Differences from Seg-Zero's veRL setup are written down in docs/training.md.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import shutil
 import time
@@ -27,7 +28,7 @@ from rise.config import FINAL, Settings
 from rise.contracts import atomic_write_text, load_train_manifest, save_figure, write_json
 from rise.devices import (compute_device, deepspeed_zero_stage, launched_with_deepspeed, policy_load_dtype,
                           reference_dtype)
-from rise.errors import ConfigError, DataError
+from rise.errors import ConfigError, DataError, MissingResourceError
 from rise.imaging import open_rgb, policy_view
 from rise.models import load_clip, load_policy
 from rise.prompts import context_tokens, conversation
@@ -68,6 +69,21 @@ def checkpoint_problem(ckpt: Path) -> str | None:
         if f.exists() and not zipfile.is_zipfile(f):
             return f"{f.name} is not a whole torch file"
     return None
+
+
+def no_space_message(trainer_dir: Path, model) -> str:
+    """One line for a full disk: the folder, the space one checkpoint takes, what is intact."""
+    kept = [p for p in trainer_dir.glob("checkpoint-*") if checkpoint_problem(p) is None]
+    if kept:
+        need = sum(f.stat().st_size for f in kept[0].rglob("*") if f.is_file())
+        how = f"about {need / 2**20:,.0f} MiB, as {kept[0].name}"
+    else:  # weights, and AdamW's two moments beside them
+        need = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+        how = f"about {need / 2**20:,.0f} MiB (weights and optimizer state)"
+    intact = ", ".join(sorted(p.name for p in kept)) or "none yet"
+    return (f"{trainer_dir}: no space left on the device while training or saving a checkpoint; one "
+            f"checkpoint takes {how}; complete checkpoints: {intact}. Free the space and run the same "
+            "command again: it resumes from the last complete checkpoint")
 
 
 def latest_checkpoint(trainer_dir: Path) -> Path | None:
@@ -371,7 +387,12 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     resume = latest_checkpoint(trainer_dir)
     if resume:
         log.info("%s: resuming from %s", variant_name, resume)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise MissingResourceError(no_space_message(trainer_dir, model)) from exc
     final = out_dir / "final"
     trainer.save_model(str(final))
     if not trainer.is_world_process_zero():

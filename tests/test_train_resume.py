@@ -141,3 +141,39 @@ def test_checkpoint_problems_name_the_damaged_file(tmp_path, damage, reason):
     assert checkpoint_problem(ckpt) is None
     damage(ckpt)
     assert reason in checkpoint_problem(ckpt)
+
+
+def test_a_full_disk_during_a_save_says_so_in_one_line_and_the_rerun_finishes(in_demo, monkeypatch):
+    """A save that fails halfway (no space left while writing the RNG state of checkpoint-2): one
+    error naming the folder and the space a checkpoint takes; checkpoint-1 is intact, and the same
+    call again moves the half checkpoint aside and finishes from checkpoint-1."""
+    import errno
+
+    from transformers import Trainer
+
+    from rise.config import Variant
+    from rise.errors import MissingResourceError
+
+    variant = "disk_full_3b"  # a run of its own in the shared demo project
+    variants = {**in_demo.variants, variant: Variant(**{**in_demo.variants["full_3b"].__dict__, "name": variant})}
+    settings = dataclasses.replace(in_demo, variants=variants,
+                                   train={**in_demo.train, "max_steps": 3, "save_steps": 1})
+    real_save = Trainer._save_rng_state
+
+    def full_at_step_2(self, output_dir):
+        if output_dir.endswith("checkpoint-2"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", full_at_step_2)
+    with pytest.raises(MissingResourceError) as error:
+        train_variant(settings, variant)
+    message = str(error.value)
+    trainer_dir = settings.layout.checkpoint_dir(variant) / "trainer"
+    assert str(trainer_dir) in message and "MiB" in message and "checkpoint-1" in message
+    assert "\n" not in message
+    monkeypatch.setattr(Trainer, "_save_rng_state", real_save)
+    record = RecordStart()
+    ref = read_json(train_variant(settings, variant, callbacks=[record]))
+    assert ref["steps"] == 3 and record.start_step == 1 and record.steps == [2, 3]
+    assert (trainer_dir / "damaged-checkpoint-2").is_dir()

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for command in commands:
                     fp = code_fingerprint([command], library)
-                    print(f"{command:14s} {fp['fingerprint']}  " + " ".join(m for m in fp["modules"]))
+                    print(f"{command:14s} {fp['fingerprint']}  " + " ".join(fp["modules"]))
         elif args.command == "check-data":
             return check_data(settings)
         elif args.command == "table":

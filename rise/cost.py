@@ -8,6 +8,7 @@ error.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +72,7 @@ def project(settings: Settings, targets: list[str], measurements: Path = MEASURE
         lines.append(Line(f"train {size}", len(size_runs), hours,
                           f"{steps} steps x {step['seconds']} s x {step['gpus']} GPU ({step['gpu']}; {step['source']}){caveat}"))
     if needs:
-        per_dataset: dict[str, int] = {}
-        for n in needs:
-            per_dataset[n.dataset] = per_dataset.get(n.dataset, 0) + 1
+        per_dataset = Counter(n.dataset for n in needs)
         sam = figures.get("sam2_image")
         known = {d: _samples(settings, d) for d in per_dataset}
         missing = sorted(d for d, k in known.items() if k is None)

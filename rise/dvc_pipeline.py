@@ -111,6 +111,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
         """A metrics or table file: in git for a preset with `results_in_git` (the toy's are
         committed), else in DVC's cache like every other output (`dvc push` / `dvc pull`)."""
         return {path: {"cache": False}} if raw["presets"][preset].get("results_in_git") else path
+
     stages: dict = {}
     if s.pretrain:  # the toy world: the three models are trained by stages, build_models checks them
         from rise.toy.pipeline import pretrained_models

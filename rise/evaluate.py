@@ -42,10 +42,12 @@ def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None =
                      "iou": i / u if u else "", "parse_ok": p["parse_ok"], "parse_error": p["parse_error"] or "",
                      "box": p["box"] or "", "think_chars": p["think_chars"], "kind": g.get("kind", "")})
     metrics = summarize(inters, unions, protocol)
-    environments = _environments(settings, variant, eval_set, seed, checkpoint)
+    policy = layout.policy_ref(variant, seed)
+    run = read_json(policy) if policy.exists() else {}  # the training run's policy.json
+    environments = _environments(settings, variant, eval_set, seed, checkpoint, run)
     metrics.update(n_failed_parse=sum(not preds[g["sample_id"]]["parse_ok"] for g in gts), protocol=protocol,
                    answer=settings.evaluate["answer"], environment=environments,
-                   models=_models(settings, variant, seed, environments),
+                   models=_models(run, environments),
                    variant=variant, seed=seed, checkpoint=checkpoint, dataset=eval_set, provenance=settings.provenance())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["sample_id"])
@@ -60,23 +62,21 @@ def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None =
     return out
 
 
-def _models(settings: Settings, variant: str, seed: int, environments: dict) -> dict:
+def _models(run: dict, environments: dict) -> dict:
     """The fingerprints of the weights behind the numbers (rise/fingerprints.py): the policy that
     answered, SAM2, and for a trained policy the base it started from and the CLIP that rewarded it."""
-    policy = settings.layout.policy_ref(variant, seed)
-    trained = (read_json(policy).get("fingerprints") or {}) if policy.exists() else {}
+    trained = run.get("fingerprints") or {}
     predicted = (environments.get("predict") or {}).get("models") or {}
     return {"policy": predicted.get("policy"), "base": trained.get("base"), "clip": trained.get("clip"),
             "sam2": predicted.get("sam2")}
 
 
-def _environments(settings: Settings, variant: str, eval_set: str, seed: int, checkpoint: str) -> dict:
-    """Where the numbers came from: the training run, the prediction run (masks), this stage."""
+def _environments(settings: Settings, variant: str, eval_set: str, seed: int, checkpoint: str, run: dict) -> dict:
+    """Where the numbers came from: the training run (its policy.json, `run`), the prediction run
+    (masks), this stage."""
     from rise.provenance import environment
 
-    layout = settings.layout
-    env_file = layout.prediction_environment(variant, eval_set, seed, checkpoint)
-    policy = layout.policy_ref(variant, seed)
-    return {"train": read_json(policy).get("environment") if policy.exists() else None,
+    env_file = settings.layout.prediction_environment(variant, eval_set, seed, checkpoint)
+    return {"train": run.get("environment"),
             "predict": read_json(env_file) if env_file.exists() else None,
             "evaluate": environment()}

@@ -304,14 +304,19 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     ref_file = layout.policy_ref(variant_name, seed)
     curves = layout.train_curves(variant_name, seed)
     base = settings.policy_ref(variant_name)
-    # the weights the run started from and the CLIP that rewarded it (rise/fingerprints.py)
-    fingerprints = {"base": weights_fingerprint(base),
-                    "clip": weights_fingerprint(settings.models["clip"]["pretrained"]) if v.train else None}
     record = {"variant": variant_name, "seed": seed, "base": base, "settings": v.as_dict(),
-              "provenance": settings.provenance(), "environment": environment(), "fingerprints": fingerprints}
+              "provenance": settings.provenance(), "environment": environment()}
+
+    def fingerprints() -> dict:
+        """The weights the run started from and the CLIP that rewarded it (rise/fingerprints.py);
+        hashed where policy.json is written, once, not on every rank or on a run already done."""
+        return {"base": weights_fingerprint(base),
+                "clip": weights_fingerprint(settings.models["clip"]["pretrained"]) if v.train else None}
+
     if not v.train:
         write_curves([], curves)  # no steps: an empty curve, so every variant has one
-        write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0, "checkpoints": {FINAL: base}})
+        write_json(ref_file, {**record, "policy": base, "trained": False, "steps": 0, "checkpoints": {FINAL: base},
+                              "fingerprints": fingerprints()})
         log.info("%s: no training (zero-shot); policy is %s", variant_name, base)
         return ref_file
 
@@ -407,7 +412,7 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     kept = {name: path for name, path in saved_checkpoints(out_dir).items() if int(name[4:]) < steps}
     write_json(ref_file, {**record, "policy": str(final), "trained": True, "steps": steps,
                           "checkpoints": {**kept, FINAL: str(final)},
-                          "fingerprints": {**fingerprints, "policy": weights_fingerprint(final)}})
+                          "fingerprints": {**fingerprints(), "policy": weights_fingerprint(final)}})
     log.info("%s seed %d: %d steps -> %s (checkpoints kept: %s)", variant_name, seed, steps, final,
              ", ".join(kept) or "none")
     return ref_file

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from rise.checkpoints import (CrashSafeCheckpoints, KeepCheckpointWeights, latest_checkpoint, no_space_message,
+                              saved_checkpoints)
 from rise.config import FINAL, Settings
 from rise.contracts import atomic_write_text, load_train_manifest, save_figure, write_json
 from rise.devices import (compute_device, deepspeed_zero_stage, launched_with_deepspeed, policy_load_dtype,
@@ -37,74 +39,6 @@ from rise.provenance import environment
 from rise.rewards import build_rewards
 
 log = logging.getLogger(__name__)
-
-
-def checkpoint_problem(ckpt: Path) -> str | None:
-    """Why a TRL checkpoint cannot be resumed from, or None when it is complete and readable: the
-    trainer state parses, every weights file's header covers the file (safetensors), the optimizer,
-    scheduler and RNG states are whole torch files (a truncated one lacks its zip directory).
-    Cheap: headers and directories are read, not the tensors."""
-    import json
-    import zipfile
-
-    from safetensors import safe_open
-
-    try:
-        json.loads((ckpt / "trainer_state.json").read_text())
-    except (OSError, ValueError) as exc:
-        return f"trainer_state.json unreadable ({exc})"
-    deepspeed = any(ckpt.glob("global_step*"))  # DeepSpeed keeps its own optimizer shards
-    weights = sorted(ckpt.glob("*.safetensors"))
-    if not weights and not (ckpt / "pytorch_model.bin").exists() and not deepspeed:
-        return "no model weights"
-    for w in weights:
-        try:
-            with safe_open(str(w), "pt") as f:
-                f.keys()
-        except Exception as exc:  # safetensors raises its own error types
-            return f"{w.name} unreadable ({str(exc).splitlines()[0]})"
-    if not deepspeed and not (ckpt / "optimizer.pt").exists():
-        return "no optimizer.pt"
-    for f in [ckpt / "optimizer.pt", ckpt / "scheduler.pt", *ckpt.glob("rng_state*.pth")]:
-        if f.exists() and not zipfile.is_zipfile(f):
-            return f"{f.name} is not a whole torch file"
-    return None
-
-
-def no_space_message(trainer_dir: Path, model) -> str:
-    """One line for a full disk: the folder, the space one checkpoint takes, what is intact."""
-    kept = [p for p in trainer_dir.glob("checkpoint-*") if checkpoint_problem(p) is None]
-    if kept:
-        need = sum(f.stat().st_size for f in kept[0].rglob("*") if f.is_file())
-        how = f"about {need / 2**20:,.0f} MiB, as {kept[0].name}"
-    else:  # weights, and AdamW's two moments beside them
-        need = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
-        how = f"about {need / 2**20:,.0f} MiB (weights and optimizer state)"
-    intact = ", ".join(sorted(p.name for p in kept)) or "none yet"
-    return (f"{trainer_dir}: no space left on the device while training or saving a checkpoint; one "
-            f"checkpoint takes {how}; complete checkpoints: {intact}. Free the space and run the same "
-            "command again: it resumes from the last complete checkpoint")
-
-
-def latest_checkpoint(trainer_dir: Path) -> Path | None:
-    """The latest checkpoint that is complete and readable. A damaged one (an interrupted save or
-    copy, a full disk) is named in the log and moved aside as `damaged-<name>` (a name the
-    trainer's rotation does not touch), so that resuming, and every retry after, goes on from the
-    one before it."""
-    ckpts = sorted((p for p in trainer_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-    for ckpt in ckpts:
-        problem = checkpoint_problem(ckpt)
-        if problem is None:
-            return ckpt
-        damaged = ckpt.with_name(f"damaged-{ckpt.name}")
-        shutil.rmtree(damaged, ignore_errors=True)
-        ckpt.rename(damaged)
-        log.warning("%s is damaged (%s): moved to %s; resuming from the checkpoint before it, if any",
-                    ckpt, problem, damaged.name)
-    if ckpts:
-        log.warning("no complete checkpoint in %s: training starts over", trainer_dir)
-    return None
 
 
 def build_dataset(rows: list[dict], size: int, cot: bool, points: bool, cached_views: int = 32):
@@ -251,42 +185,6 @@ class StepTimer(TrainerCallback):
             self.seconds = None
 
 
-class KeepCheckpointWeights(TrainerCallback):
-    """Keeps the policy's weights of every saved checkpoint as `<run>/step<N>/` for checkpoint sweeps.
-
-    Hard links where the file system allows (TRL's rotation then frees nothing but the optimiser
-    state); the optimiser, scheduler and RNG states stay in TRL's checkpoint alone."""
-
-    TRAINER_ONLY = ("optimizer", "scheduler", "rng_state", "trainer_state", "training_args", "global_step",
-                    "latest", "zero_to_fp32")
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-
-    def on_save(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        target = self.run_dir / f"step{state.global_step}"
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        for f in source.iterdir():
-            if f.is_file() and not f.name.startswith(self.TRAINER_ONLY):
-                try:
-                    (partial / f.name).hardlink_to(f)
-                except OSError:
-                    shutil.copy2(f, partial / f.name)
-        shutil.rmtree(target, ignore_errors=True)
-        partial.rename(target)  # a step folder is complete or absent
-
-
-def saved_checkpoints(run_dir: Path) -> dict[str, str]:
-    """`step<N>` -> folder, for every complete step folder of a run, in step order."""
-    steps = [p for p in run_dir.glob("step*") if p.is_dir() and p.name[4:].isdigit()]
-    return {p.name: str(p) for p in sorted(steps, key=lambda p: int(p.name[4:]))}
-
-
 def train_variant(settings: Settings, variant_name: str, callbacks: list | None = None,
                   on_trainer=None, seed: int | None = None) -> Path:
     """Trains one run of a variant (resuming from its latest checkpoint) and writes its policy reference.
@@ -377,11 +275,14 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
 
     from trl import GRPOTrainer
 
+    class Trainer(CrashSafeCheckpoints, GRPOTrainer):
+        pass
+
     # TRL loads the KL reference itself; on a GPU rank it is read straight onto this rank's device
     # (TRL drops device_map under multi-GPU launches, the default-device context still applies).
     placement = torch.device(device) if device.type == "cuda" and not zero3 else contextlib.nullcontext()
     with placement:
-        trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
+        trainer = Trainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                               processing_class=processor,
                               callbacks=[StepTimer(), KeepCheckpointWeights(out_dir), *(callbacks or [])])
     if on_trainer is not None:

@@ -1,5 +1,8 @@
 """An interrupted GRPO training resumes from its latest checkpoint and ends at the same step."""
 import dataclasses
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -9,7 +12,8 @@ from PIL import Image
 from transformers import TrainerCallback
 
 from rise.contracts import read_json
-from rise.train import latest_checkpoint, train_variant
+from rise.checkpoints import latest_checkpoint
+from rise.train import train_variant
 
 
 class KillAfterStep(TrainerCallback):
@@ -114,7 +118,7 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(in_demo, caplog
     weights = trainer_dir / "checkpoint-2" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     record = RecordStart()
-    with caplog.at_level("WARNING", logger="rise.train"):
+    with caplog.at_level("WARNING", logger="rise.checkpoints"):
         ref = read_json(train_variant(settings, variant, callbacks=[record]))
     assert ref["trained"] and ref["steps"] == 4
     assert record.start_step == 1 and record.steps == [2, 3, 4]
@@ -131,7 +135,7 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(in_demo, caplog
 def test_checkpoint_problems_name_the_damaged_file(tmp_path, damage, reason):
     from safetensors.torch import save_file
 
-    from rise.train import checkpoint_problem
+    from rise.checkpoints import checkpoint_problem
 
     ckpt = tmp_path / "checkpoint-1"
     ckpt.mkdir()
@@ -170,10 +174,87 @@ def test_a_full_disk_during_a_save_says_so_in_one_line_and_the_rerun_finishes(in
         train_variant(settings, variant)
     message = str(error.value)
     trainer_dir = settings.layout.checkpoint_dir(variant) / "trainer"
+    assert sorted(p.name for p in trainer_dir.glob("checkpoint-*")) == ["checkpoint-1"]
     assert str(trainer_dir) in message and "MiB" in message and "checkpoint-1" in message
     assert "\n" not in message
     monkeypatch.setattr(Trainer, "_save_rng_state", real_save)
     record = RecordStart()
     ref = read_json(train_variant(settings, variant, callbacks=[record]))
     assert ref["steps"] == 3 and record.start_step == 1 and record.steps == [2, 3]
-    assert (trainer_dir / "damaged-checkpoint-2").is_dir()
+    assert not (trainer_dir / "damaged-checkpoint-2").exists()  # the half save was never a checkpoint
+
+
+# A demo training in a process of its own, killed with SIGKILL where `where` says: mid-step (after
+# step k's backward, before its optimizer step) or mid-save (checkpoint-k's weights and optimizer
+# written, its RNG state not yet), or not at all. Four steps, a checkpoint after each.
+TRAIN_AND_DIE = """
+import dataclasses, logging, os, signal, sys
+from transformers import Trainer, TrainerCallback
+from rise.config import Variant, load_settings
+from rise.train import train_variant
+
+logging.basicConfig(level=logging.INFO)
+name, where, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+demo = load_settings("params.yaml")
+variant = Variant(**{**demo.variants["full_3b"].__dict__, "name": name})
+settings = dataclasses.replace(demo, variants={**demo.variants, name: variant},
+                               train={**demo.train, "max_steps": 4, "save_steps": 1})
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+
+class KillMidStep(TrainerCallback):
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if state.global_step + 1 == k:
+            die()
+
+save_rng_state = Trainer._save_rng_state
+
+def save_and_die(self, output_dir):
+    if where == "save" and output_dir.endswith(f"checkpoint-{k}"):
+        die()
+    save_rng_state(self, output_dir)
+
+Trainer._save_rng_state = save_and_die
+train_variant(settings, name, callbacks=[KillMidStep()] if where == "step" else [])
+"""
+
+
+def train_in_process(project, name, where="nowhere", k=0):
+    return subprocess.run([sys.executable, "-c", TRAIN_AND_DIE, name, where, str(k)], cwd=project,
+                          capture_output=True, text=True, timeout=600)
+
+
+def final_weights(project, name):
+    from safetensors.torch import load_file
+
+    return load_file(str(project / "runs/demo/checkpoints" / name / "seed0/final/model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo_project):
+    proc = train_in_process(demo_project, "whole_3b")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return final_weights(demo_project, "whole_3b")
+
+
+@pytest.mark.parametrize("where,k", [("step", 3), ("save", 2)])
+def test_a_run_killed_mid_step_or_mid_save_resumes_to_the_weights_of_an_uninterrupted_run(
+        demo_project, uninterrupted, where, k):
+    """Fault injection: SIGKILL, then the same command again. The rerun must finish, and its final
+    weights must equal an uninterrupted run's bitwise (same machine, same kernels): the weights,
+    optimizer, scheduler and RNG states all come back, the data order goes on where it stopped."""
+    name = f"killed_{where}_3b"
+    killed = train_in_process(demo_project, name, where, k)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    trainer_dir = demo_project / "runs/demo/checkpoints" / name / "seed0/trainer"
+    complete = sorted(p.name for p in trainer_dir.glob("checkpoint-*"))
+    assert complete == [f"checkpoint-{i}" for i in range(1, k)]  # a half save is never a checkpoint
+    if where == "save":
+        assert (trainer_dir / "incomplete" / f"checkpoint-{k}" / "optimizer.pt").exists()
+    rerun = train_in_process(demo_project, name)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming from {trainer_dir.relative_to(demo_project) / f'checkpoint-{k - 1}'}" in rerun.stderr
+    assert not (trainer_dir / "incomplete").exists()
+    resumed = final_weights(demo_project, name)
+    assert resumed.keys() == uninterrupted.keys()
+    changed = [key for key in resumed if not torch.equal(resumed[key], uninterrupted[key])]
+    assert not changed, f"{len(changed)} of {len(resumed)} tensors differ from the uninterrupted run, e.g. {changed[:3]}"

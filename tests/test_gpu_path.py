@@ -157,7 +157,8 @@ def test_two_process_training_splits_the_update_over_ranks(demo_project):
 
 @pytest.mark.slow
 def test_gpu_extras_resolve_as_documented():
-    """`.[deepspeed]` resolves beside the pinned stack; vLLM does not (README says so)."""
+    """`.[deepspeed]` resolves beside the pinned stack; vLLM does not, and its own environment
+    (workflow/envs/rise-vllm.yaml) does (docs/training.md says so)."""
     env = {**os.environ, "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "check_gpu_extras.sh")], capture_output=True, text=True,
                           env=env, timeout=600)
@@ -165,6 +166,7 @@ def test_gpu_extras_resolve_as_documented():
         pytest.skip("package registry unreachable")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok: .[deepspeed] resolves" in proc.stdout and "cannot be installed beside" in proc.stdout
+    assert "ok: workflow/envs/rise-vllm.yaml resolves" in proc.stdout and "vllm-0.31.0" in proc.stdout
 
 
 def test_step_time_is_the_whole_step_wall_time(in_demo):

@@ -80,3 +80,30 @@ def test_every_rule_runs_in_the_env_and_conda_jobs_use_its_python(tmp_path):
     assert {e[2] for e in envs} == {str(root / "workflow" / "envs" / "rise.yaml")}
     assert "RISE python -m rise.cli --preset demo" in out.stdout
     assert f"RISE {sys.executable} -m rise.cli" in run().stdout  # the venv route on one machine
+
+
+def test_the_rules_that_generate_with_vllm_run_in_the_vllm_env(tmp_path):
+    root = copy_project(tmp_path, {"train": {"use_vllm": True}, "predict": {"backend": "vllm"}})
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run([sys.executable, "-c", WORKFLOW, "conda"], cwd=root, capture_output=True, text=True, env=env)
+    envs = {e[1]: Path(e[2]).name for e in (line.split() for line in out.stdout.splitlines() if line.startswith("ENV "))}
+    assert len(envs) >= 10, out.stderr[-2000:]
+    assert {rule for rule, name in envs.items() if name == "rise-vllm.yaml"} == {"train", "predict"}
+    assert set(envs.values()) == {"rise.yaml", "rise-vllm.yaml"}
+
+
+def test_the_vllm_env_is_the_rise_env_but_for_the_vllm_stack():
+    """Only vLLM and what it pins differ (the header of rise-vllm.yaml says which and why)."""
+    pip = lambda path: requirements(next(d["pip"] for d in yaml.safe_load(path.read_text())["dependencies"]
+                                         if isinstance(d, dict)))
+    rise, vllm = pip(ENV), pip(ENV.with_name("rise-vllm.yaml"))
+    differ = {name for name in rise.keys() | vllm.keys() if str(rise.get(name)) != str(vllm.get(name))}
+    assert differ == {"vllm", "torch", "torchvision", "transformers", "trl"}
+    assert vllm["trl"].extras == {"vllm"} and vllm["trl"].specifier == rise["trl"].specifier
+    for name in differ - {"trl"}:
+        assert str(vllm[name].specifier).startswith("=="), name
+    post_deploy = ENV.with_name("rise-vllm.post-deploy.sh")
+    subprocess.run(["bash", "-n", str(post_deploy)], check=True)
+    assert os.access(post_deploy, os.X_OK)
+    assert post_deploy.read_text().replace(", 'vllm', vllm.__version__", "").replace(", vllm;", ";").replace(
+        "rise-vllm", "rise") == POST_DEPLOY.read_text()

@@ -34,6 +34,11 @@ RISE_ARGS = f"--preset {PRESET}" + (f" --overrides {shlex.quote(json.dumps(OVERR
 IN_CONDA = DeploymentMethod.CONDA in getattr(workflow.deployment_settings, "deployment_method", ())
 RISE = f"{'python' if IN_CONDA else sys.executable} -m rise.cli {RISE_ARGS}"
 ENV = "../envs/rise.yaml"  # every rule's software (relative to workflow/rules/)
+# The rules that generate with vLLM run in an environment of their own (vLLM pins another torch):
+# training under train.use_vllm, prediction under predict.backend: vllm.
+VLLM_ENV = "../envs/rise-vllm.yaml"
+TRAIN_ENV = VLLM_ENV if S.train.get("use_vllm") else ENV
+PREDICT_ENV = VLLM_ENV if S.predict.get("backend") == "vllm" else ENV
 LIBRARY = project_library(workflow.basedir)  # the checkout's rise/
 
 

@@ -12,7 +12,7 @@ rule predict:
     log: log_file("predict", "{variant}-seed{seed}-{checkpoint}-{dataset}")
     threads: cpus("predict")
     resources: **resources("predict")
-    conda: ENV
+    conda: PREDICT_ENV
     shell: "{RISE} --log {log} launch predict --variant {wildcards.variant} --seed {wildcards.seed} "
            "--checkpoint {wildcards.checkpoint} --eval-set {wildcards.dataset}"
 

@@ -17,7 +17,7 @@ rule train:
     priority: 1
     threads: cpus("train")
     resources: **resources("train")
-    conda: ENV
+    conda: TRAIN_ENV
     shell: "{RISE} --log {log} launch train --variant {wildcards.variant} --seed {wildcards.seed}"
 
 

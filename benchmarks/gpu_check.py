@@ -237,7 +237,9 @@ def run_steps(args, work: Path, name: str, prompts_per_step: int, checkpointing:
     write_jsonl(settings.layout.train_manifest("refcocog_2k"), sample_pairs(rows, n, 0, "check"))
     probe = Instrument(on_step)
     result = {"prompts": prompts_per_step, "completions": prompts_per_step * settings.train["num_generations"],
-              "micro_batch": settings.train["per_device_batch_size"], "checkpointing": checkpointing}
+              "micro_batch": settings.train["per_device_batch_size"], "checkpointing": checkpointing,
+              # the cost levers of docs/training.md, as the preset sets them
+              "levers": {k: settings.train[k] for k in ("attn_implementation", "encode_images_once")}}
     if torch.cuda.is_available():
         gc.collect()
         torch.cuda.empty_cache()

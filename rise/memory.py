@@ -8,6 +8,8 @@ Every term is written out so a reader can follow and correct it:
                                   gradients and AdamW's two fp32 moments on every GPU (16 bytes per
                                   parameter); ZeRO-2 keeps bf16 weights and shards the fp32 masters,
                                   moments and gradients over the GPUs; ZeRO-3 shards the weights too
+  DDP buckets                     several processes without DeepSpeed (ddp.yaml): DDP's gradient
+                                  buckets, a second fp32 copy of the gradients (4 bytes per parameter)
   reference                       the frozen KL reference in bf16 (sharded under ZeRO-3)
   activations                     per completion of a micro-batch: every saved tensor of every
                                   layer (or only the layer inputs with gradient checkpointing, plus
@@ -49,6 +51,7 @@ def estimate_train_memory(size: str, *, gpus: int, zero_stage: int | None, micro
         weights, grads, optim, ref = 2 * p / gpus, 2 * p / gpus, 12 * p / gpus, 2 * p / gpus
     else:
         raise ValueError(f"zero_stage must be None, 2 or 3, not {zero_stage}")
+    buckets = 4 * p if zero_stage is None and gpus > 1 else 0
 
     tokens = image_tokens + PROMPT_TOKENS + completion_tokens
     patches = image_tokens * 4  # the vision tower runs before the 2x2 merge
@@ -62,7 +65,7 @@ def estimate_train_memory(size: str, *, gpus: int, zero_stage: int | None, micro
         vision = VISION["layers"] * patches * vision_layer
     logits = 3 * completion_tokens * shape["vocab"] * 2
     activations = micro_batch * (text + vision + logits)
-    parts = {"weights": weights, "gradients": grads, "optimiser": optim, "reference": ref,
+    parts = {"weights": weights, "gradients": grads, "ddp_buckets": buckets, "optimiser": optim, "reference": ref,
              "activations": activations}
     out = {k: round(v / GIB, 1) for k, v in parts.items()}
     out["overhead"] = OVERHEAD_GIB
@@ -104,15 +107,30 @@ def launch_report(settings) -> list[str]:
                                   completion_tokens=t["max_completion_length"])
         launch = f"{gpus} GPU(s), " + (f"ZeRO-{stage}" if stage else "data parallel, fp32 master weights")
         verdict = "fits" if e["total_gib"] <= capacity else "DOES NOT FIT"
+        largest = largest_micro_batch(size, capacity, gpus=gpus, zero_stage=stage,
+                                      checkpointing=t["gradient_checkpointing"],
+                                      completion_tokens=t["max_completion_length"])
         lines.append(f"train {size}: {launch}, micro-batch {t['per_device_batch_size']}, checkpointing "
                      f"{'on' if t['gradient_checkpointing'] else 'off'}: about {e['total_gib']} GiB per GPU, "
-                     f"{verdict} in launch.gpu_memory_gib={capacity} (rise/memory.py)")
+                     f"{verdict} in launch.gpu_memory_gib={capacity}; the largest micro-batch that fits: "
+                     f"{largest or 'none'} (train.per_device_batch_size; rise/memory.py)")
     return lines
+
+
+def largest_micro_batch(size: str, capacity_gib: float, *, gpus: int, zero_stage: int | None, checkpointing: bool,
+                        completion_tokens: int, limit: int = 64) -> int:
+    """The largest micro-batch (completions per GPU per forward) whose estimate fits `capacity_gib`;
+    0 when not even one does. Fewer accumulation steps per update is the cheaper step, as long as
+    it fits (the estimate is not a measurement: leave a margin)."""
+    fits = [mb for mb in range(1, limit + 1)
+            if estimate_train_memory(size, gpus=gpus, zero_stage=zero_stage, micro_batch=mb, checkpointing=checkpointing,
+                                     completion_tokens=completion_tokens)["total_gib"] <= capacity_gib]
+    return max(fits, default=0)
 
 
 def markdown_table(completion_tokens: int = 1300, micro_batch: int = 4) -> str:
     """The table in docs/training.md: `python -m rise.memory`."""
-    rows = ["| policy | launch | GPUs | checkpointing | micro-batch | GiB per GPU (weights / grads / optimiser / reference / activations) | total |",
+    rows = ["| policy | launch | GPUs | checkpointing | micro-batch | GiB per GPU (weights / grads / DDP buckets / optimiser / reference / activations) | total |",
             "|---|---|---|---|---|---|---|"]
     for size in POLICY_SHAPES:
         for launch, stage, gpus in (("one GPU, fp32 masters", None, 1), ("ddp.yaml", None, 8),
@@ -120,7 +138,8 @@ def markdown_table(completion_tokens: int = 1300, micro_batch: int = 4) -> str:
             for ckpt, mb in ((True, micro_batch), (False, 8)):
                 e = estimate_train_memory(size, gpus=gpus, zero_stage=stage, micro_batch=mb, checkpointing=ckpt,
                                           completion_tokens=completion_tokens)
-                parts = " / ".join(str(e[k]) for k in ("weights", "gradients", "optimiser", "reference", "activations"))
+                parts = " / ".join(str(e[k]) for k in ("weights", "gradients", "ddp_buckets", "optimiser", "reference",
+                                                       "activations"))
                 rows.append(f"| {size.upper()} | {launch} | {gpus} | {'on' if ckpt else 'off'} | {mb} | {parts} | "
                             f"**{e['total_gib']}** |")
     return "\n".join(rows)

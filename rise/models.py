@@ -63,11 +63,13 @@ def check_hub_or_path(ref: str, setting: str, filename: str = "config.json") -> 
 # Policy (Qwen2.5-VL)
 # ---------------------------------------------------------------------------------------------
 
-def load_policy(ref: str, setting: str = "models.policies", *, dtype=None, device="cpu"):
+def load_policy(ref: str, setting: str = "models.policies", *, dtype=None, device="cpu",
+                attn_implementation: str | None = None):
     """Returns (model, processor) for a Qwen2.5-VL Hub id or local folder.
 
     On a GPU the weights are read straight onto `device` (no full copy in host memory, which
-    matters when 8 ranks load at once). `device=None` leaves placement to DeepSpeed ZeRO-3."""
+    matters when 8 ranks load at once). `device=None` leaves placement to DeepSpeed ZeRO-3.
+    `attn_implementation` (both towers): transformers' own default (sdpa) when None."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     check_hub_or_path(ref, setting)
@@ -75,8 +77,51 @@ def load_policy(ref: str, setting: str = "models.policies", *, dtype=None, devic
     processor.tokenizer.padding_side = "left"  # batched generation
     device = torch.device(device) if device is not None else None
     placement = {"device_map": {"": device}} if device is not None and device.type == "cuda" else {}
+    if attn_implementation:
+        placement["attn_implementation"] = attn_implementation
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(ref, dtype=dtype or torch.float32, **placement)
     return (model if device is None else model.to(device)), processor
+
+
+def encode_each_image_once(model) -> None:
+    """Makes a Qwen2.5-VL model run its vision tower once per distinct image of a batch.
+
+    GRPO's batches repeat each prompt's image once per completion (8 times in the paper), in
+    generation's prefill, the reference forward and the policy's forward and backward. The image
+    features of a repeated image are computed once and reused; autograd sums the gradient of
+    every use, so the loss and the gradients are those of encoding each copy (up to float
+    rounding: `tests/test_levers.py`). Patches the model's own `get_image_features` (the one
+    entry its forward calls); state dict and saving are untouched."""
+    inner = getattr(model, "module", model).model  # a DeepSpeed engine holds the model as .module
+    if getattr(inner, "_encodes_each_image_once", False):
+        return
+    encode = inner.get_image_features
+
+    def get_image_features(pixel_values, image_grid_thw=None, **kwargs):
+        if image_grid_thw is None or len(image_grid_thw) < 2:
+            return encode(pixel_values, image_grid_thw, **kwargs)
+        grids = image_grid_thw.tolist()
+        patches = torch.split(pixel_values, image_grid_thw.prod(-1).tolist())
+        distinct, which = [], []
+        for grid, image in zip(grids, patches):
+            same = next((i for i, (g, seen) in enumerate(distinct) if g == grid and torch.equal(seen, image)), None)
+            if same is None:
+                same = len(distinct)
+                distinct.append((grid, image))
+            which.append(same)
+        if len(distinct) == len(grids):
+            return encode(pixel_values, image_grid_thw, **kwargs)
+        out = encode(torch.cat([image for _, image in distinct]), image_grid_thw[[which.index(i) for i in
+                                                                                  range(len(distinct))]], **kwargs)
+        if not hasattr(out, "pooler_output"):  # a tuple (return_dict=False): not what the forward asks for
+            return encode(pixel_values, image_grid_thw, **kwargs)
+        features = out.pooler_output
+        out.pooler_output = tuple(features[i] for i in which)
+        out.last_hidden_state = None  # pre-merge states of the distinct images only: not the batch's
+        return out
+
+    inner.get_image_features = get_image_features
+    inner._encodes_each_image_once = True
 
 
 def _train_tokenizer(corpus: list[str], vocab_size: int):

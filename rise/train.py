@@ -32,7 +32,7 @@ from rise.devices import (compute_device, deepspeed_zero_stage, launched_with_de
                           reference_dtype)
 from rise.errors import ConfigError, DataError, MissingResourceError
 from rise.imaging import open_rgb, policy_view
-from rise.models import load_clip, load_policy
+from rise.models import encode_each_image_once, load_clip, load_policy
 from rise.prompts import context_tokens, conversation
 from rise.fingerprints import weights_fingerprint
 from rise.provenance import environment
@@ -106,7 +106,7 @@ def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, devic
     accumulation = per_update // (per_device * world_size)
     device = device or torch.device("cpu")
     on_cpu = device.type == "cpu"
-    ref_init = {"dtype": reference_dtype(t["bf16"], device)}
+    ref_init = {"dtype": reference_dtype(t["bf16"], device), "attn_implementation": t["attn_implementation"]}
     if device.type == "cuda" and world_size == 1:
         ref_init["device_map"] = {"": device}  # the KL reference loads straight onto the GPU too
     return dict(
@@ -254,7 +254,8 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     zero3 = deepspeed_zero_stage() == 3
     dtype = policy_load_dtype(settings.train["bf16"], deepspeed)
     model, processor = load_policy(base, f"presets.{settings.preset}.models.policies.{v.policy}", dtype=dtype,
-                                   device=None if zero3 else device)
+                                   device=None if zero3 else device,
+                                   attn_implementation=settings.train["attn_implementation"])
     clip_cfg = settings.models["clip"]
 
     def clip_loader():
@@ -285,6 +286,10 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
         trainer = Trainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                               processing_class=processor,
                               callbacks=[StepTimer(), KeepCheckpointWeights(out_dir), *(callbacks or [])])
+    if settings.train["encode_images_once"]:
+        for m in (trainer.model, getattr(trainer, "ref_model", None)):
+            if m is not None:
+                encode_each_image_once(m)
     if on_trainer is not None:
         on_trainer(trainer)
     if processes.is_main_process:

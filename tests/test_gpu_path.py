@@ -68,6 +68,26 @@ def test_paper_settings_fit_and_make_up_128_completions_per_update():
     assert est["total_gib"] > 80
 
 
+def test_memory_model_counts_ddp_buckets_and_names_the_largest_micro_batch_that_fits():
+    """DDP keeps a second fp32 copy of the gradients in its buckets (several processes, no
+    DeepSpeed): 3B under ddp.yaml then misses 80 GB, as docs/training.md says."""
+    from rise.memory import estimate_train_memory, largest_micro_batch
+
+    kw = dict(micro_batch=4, checkpointing=True, completion_tokens=1300)
+    ddp = estimate_train_memory("3b", gpus=8, zero_stage=None, **kw)
+    one = estimate_train_memory("3b", gpus=1, zero_stage=None, **kw)
+    zero2 = estimate_train_memory("3b", gpus=8, zero_stage=2, **kw)
+    assert ddp["ddp_buckets"] == ddp["gradients"] > 0 and one["ddp_buckets"] == zero2["ddp_buckets"] == 0
+    assert ddp["total_gib"] > 80 > one["total_gib"]
+    largest = largest_micro_batch("3b", 80, gpus=8, zero_stage=2, checkpointing=True, completion_tokens=1300)
+    assert largest >= 4
+    for mb, fits in ((largest, True), (largest + 1, False)):
+        total = estimate_train_memory("3b", gpus=8, zero_stage=2, micro_batch=mb, checkpointing=True,
+                                      completion_tokens=1300)["total_gib"]
+        assert (total <= 80) == fits
+    assert largest_micro_batch("7b", 80, gpus=1, zero_stage=None, checkpointing=True, completion_tokens=1300) == 0
+
+
 def test_gpu_check_cpu_mode_reports_every_key_and_moving_weights(tmp_path):
     """`bash benchmarks/gpu_check.sh --cpu`, as benchmarks/README.md shows it: two steps of one
     rank's share, per-step phases and decode speed, saves off, its work folder gone after, and a
@@ -97,6 +117,7 @@ def test_gpu_check_cpu_mode_reports_every_key_and_moving_weights(tmp_path):
         assert step["generated_tokens"] > 0 and step["decode_tokens_per_s"] > 0
         assert {"peak_allocated_gib", "peak_reserved_gib"} <= set(step)
     assert result["rank_share"]["prompts"] == 2 and result["rank_share"]["completions"] == 8
+    assert result["rank_share"]["levers"] == {"attn_implementation": "sdpa", "encode_images_once": True}
     assert "lower bound" in result["projected_2k_run"]["what"]
     assert result["projected_2k_run"]["gpu_hours"] == pytest.approx(8 * result["projected_2k_run"]["hours_on_8_gpus"], abs=0.05)
     assert {"weights", "gradients", "optimiser", "activations"} <= set(result["memory_model"]["terms_gib"])
@@ -230,9 +251,9 @@ def test_policy_and_reference_load_straight_onto_the_rank_gpu(monkeypatch, demo_
 
     s = load_settings(ROOT / "params.yaml", "paper")
     one = grpo_kwargs(s, Path("/tmp/unused"), world_size=1, device=gpu)
-    assert one["model_init_kwargs"] == {"dtype": torch.bfloat16, "device_map": {"": gpu}} and one["bf16"]
+    assert one["model_init_kwargs"] == {"dtype": torch.bfloat16, "device_map": {"": gpu}, "attn_implementation": "sdpa"} and one["bf16"]
     eight = grpo_kwargs(s, Path("/tmp/unused"), world_size=8, device=gpu)
-    assert eight["model_init_kwargs"] == {"dtype": torch.bfloat16}  # TRL drops device_map there; rise.train
+    assert eight["model_init_kwargs"] == {"dtype": torch.bfloat16, "attn_implementation": "sdpa"}  # TRL drops device_map there; rise.train
     # then builds the trainer under the rank's default-device context instead
 
 

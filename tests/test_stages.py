@@ -281,14 +281,15 @@ def test_each_variant_trains_with_rewards_built_from_its_own_switches(in_demo, m
     class Built(Exception):
         pass
 
-    def capture(*args, reward_funcs=None, **kwargs):
-        raise Built(reward_funcs)
+    class Capture:  # stands in for the trainer class, whose constructor receives the rewards
+        def __init__(self, *args, reward_funcs=None, **kwargs):
+            raise Built(reward_funcs)
 
     import dataclasses
 
     from rise.config import Variant
 
-    monkeypatch.setattr(trl, "GRPOTrainer", capture)
+    monkeypatch.setattr(trl, "GRPOTrainer", Capture)
     fresh = f"switches_{variant}"  # a run no other test has finished in the shared demo project
     variants = {**in_demo.variants, fresh: Variant(**{**in_demo.variants[variant].__dict__, "name": fresh})}
     with pytest.raises(Built) as built:

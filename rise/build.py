@@ -31,8 +31,9 @@ def tokenizer_corpus() -> list[str]:
     return texts
 
 
-def model_problems(settings: Settings) -> list[str]:
-    """Every model the preset names and this machine lacks, one sentence each naming its setting."""
+def model_problems(settings: Settings, *, policies=None, clip: bool = True, sam2: bool = True) -> list[str]:
+    """Every model the preset names and this machine lacks, one sentence each naming its setting.
+    `policies` (sizes, e.g. {"3b"}), `clip` and `sam2` narrow the check to what a run needs."""
     from pathlib import Path
 
     from rise.models import check_hub_or_path, load_clip
@@ -40,17 +41,18 @@ def model_problems(settings: Settings) -> list[str]:
     prefix = f"presets.{settings.preset}.models"
     first_key = {}  # the demo maps 3b and 7b to one folder: check each model once
     for key, ref in settings.models["policies"].items():
-        first_key.setdefault(ref, key)
+        if policies is None or key in policies:
+            first_key.setdefault(ref, key)
     checks = [lambda ref=ref, key=key: check_hub_or_path(ref, f"{prefix}.policies.{key}")
               for ref, key in first_key.items()]
-    clip = settings.models["clip"]
+    clip_cfg = settings.models["clip"]
 
     def check_clip():
-        if Path(clip["pretrained"]).suffix or "/" in clip["pretrained"]:
-            if not Path(clip["pretrained"]).exists():
-                raise MissingResourceError(f"{prefix}.clip.pretrained: '{clip['pretrained']}' does not exist")
+        if Path(clip_cfg["pretrained"]).suffix or "/" in clip_cfg["pretrained"]:
+            if not Path(clip_cfg["pretrained"]).exists():
+                raise MissingResourceError(f"{prefix}.clip.pretrained: '{clip_cfg['pretrained']}' does not exist")
         else:
-            load_clip(clip["model"], clip["pretrained"], f"{prefix}.clip")
+            load_clip(clip_cfg["model"], clip_cfg["pretrained"], f"{prefix}.clip")
 
     def check_sam2():
         ckpt = settings.models["sam2"]["checkpoint"]
@@ -60,10 +62,11 @@ def model_problems(settings: Settings) -> list[str]:
             check_hub_or_path(ckpt, f"{prefix}.sam2.checkpoint", filename="config.yaml")
         else:
             raise MissingResourceError(f"{prefix}.sam2.checkpoint: '{ckpt}' does not exist (download "
-                                       "sam2.1_hiera_large.pt from the SAM2 release)")
+                                       f"{Path(ckpt).name} from the SAM2 release into {Path(ckpt).parent}/, "
+                                       "or point the setting at a copy; README \"Reproducing the paper\")")
 
     problems = []
-    for check in [*checks, check_clip, check_sam2]:
+    for check in [*checks, *([check_clip] if clip else []), *([check_sam2] if sam2 else [])]:
         try:
             check()
         except MissingResourceError as exc:

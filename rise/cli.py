@@ -24,26 +24,43 @@ def _setup_logging(log_file: str | None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def preflight(settings, *, need_models: bool = True, check_gpu: bool = True) -> list[str]:
-    """What the preset needs and this machine lacks; empty when ready."""
+def preflight(settings, *, need_models: bool = True, check_gpu: bool = True, jobs=None) -> list[str]:
+    """What the preset needs and this machine lacks; empty when ready.
+
+    `jobs`: (rule name, wildcards) of the jobs a run is about to execute (Snakemake's onstart), so
+    that only what those jobs read is checked; None checks everything the preset names."""
     from rise.build import model_problems
     from rise.data import check_dataset
     from rise.errors import RiseError
 
+    if jobs is None:
+        variants, datasets, sets = set(settings.variants), set(settings.datasets), None
+        trains = predicts = True
+    else:
+        jobs = [(rule, dict(w)) for rule, w in jobs]
+        trained = {w["variant"] for rule, w in jobs if rule == "train"}
+        predicted = {w["variant"] for rule, w in jobs if rule == "predict"}
+        variants = trained | predicted | {w["variant"] for rule, w in jobs if rule == "base_policy"}
+        sets = {w["train_set"] for rule, w in jobs if rule == "sample_train"}
+        datasets = ({w["dataset"] for rule, w in jobs if rule in ("prepare_data", "predict")}
+                    | {settings.train_sets[t]["dataset"] for t in sets})
+        trains, predicts = bool(trained), bool(predicted)
     problems = []
-    if settings.device == "cuda" and check_gpu:  # a cluster submit host needs no GPU itself
+    if settings.device == "cuda" and check_gpu and (trains or predicts):  # a submit host needs no GPU itself
         import torch
 
         if not torch.cuda.is_available():
             problems.append(f"presets.{settings.preset}.device is 'cuda' but no CUDA GPU is visible "
                             "(run on a GPU node, e.g. with the slurm profile)")
     if need_models and not settings.build_demo_models and not settings.pretrain:  # those are built by stages
-        problems += model_problems(settings)
+        problems += model_problems(settings, policies={settings.variants[v].policy for v in variants},
+                                   clip=trains, sam2=predicts)
     for name in settings.datasets:
-        try:
-            check_dataset(settings, name)
-        except RiseError as exc:
-            problems.append(str(exc))
+        if name in datasets:
+            try:
+                check_dataset(settings, name)
+            except RiseError as exc:
+                problems.append(str(exc))
     return problems
 
 
@@ -259,6 +276,9 @@ def check_data(settings) -> int:
         except RiseError as exc:
             missing += 1
             print(f"MISSING  {name}: {exc}")
+    total = len(settings.datasets)
+    print(f"{total - missing} of {total} datasets of preset '{settings.preset}' found, {missing} missing"
+          + ("; where to get each and how to point params.yaml at it: docs/data.md" if missing else ""))
     return 2 if missing else 0
 
 

@@ -307,8 +307,24 @@ def _validate_schema(raw: dict, source) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"  {_format_path(e.absolute_path)}: {e.message}" for e in errors[:10]]
+        lines = [f"  {_format_path(e.absolute_path)}: {e.message}{_did_you_mean(e)}" for e in errors[:10]]
         raise ConfigError(f"{source}: invalid settings\n" + "\n".join(lines))
+
+
+def _did_you_mean(error) -> str:
+    """For a key the schema does not know: the closest keys it does know, if any is close."""
+    import difflib
+
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return ""
+    known = set(error.schema.get("properties", {}))
+    hints = []
+    for key in error.instance:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+            if close:
+                hints.append(f"'{key}' -> '{close[0]}'")
+    return f" (did you mean: {', '.join(hints)}?)" if hints else ""
 
 
 def config_overrides(effective: dict, base: dict) -> dict:

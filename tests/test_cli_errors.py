@@ -41,3 +41,18 @@ def test_unknown_eval_set_lists_the_known_names(project, stage):
     assert_one_line_error(proc, "'reasonseg_tset' is not defined under presets.demo.datasets",
                           "known: ['imagenet_train', 'reasonseg_test', 'reasonseg_val', 'refcoco_testA'")
     assert "run the stage that makes it first" not in proc.stderr
+
+
+def test_a_mistyped_settings_key_is_refused_with_the_closest_known_key(project):
+    proc = run_rise("--overrides", '{"train": {"learning_rat": 2.0e-6}}', "check", cwd=project, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "'learning_rat' was unexpected" in proc.stderr and "did you mean: 'learning_rat' -> 'learning_rate'?" in proc.stderr
+
+
+def test_check_data_ends_with_a_summary_and_the_doc_to_read(project):
+    proc = run_rise("--preset", "paper", "check-data", cwd=project, check=False)
+    assert proc.returncode == 2
+    last = proc.stdout.strip().splitlines()[-1]
+    missing = proc.stdout.count("MISSING ")
+    assert missing > 0 and last.startswith(f"0 of {missing} datasets of preset 'paper' found, {missing} missing")
+    assert last.endswith("docs/data.md")

@@ -146,12 +146,25 @@ def test_paper_preset_stops_at_once_naming_what_is_missing(tmp_path):
     err = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "presets.paper.models.policies.3b" in err and "Qwen/Qwen2.5-VL-3B-Instruct" in err
-    assert "presets.paper.models.policies.7b" in err and "presets.paper.models.clip" in err
-    assert "presets.paper.models.sam2.checkpoint" in err
+    assert "presets.paper.models.clip" in err
+    assert "presets.paper.models.sam2.checkpoint" in err and "download sam2_hiera_large.pt" in err
     assert "no CUDA GPU" in err
-    assert "presets.paper.datasets.reasonseg_test.root" in err
+    assert "presets.paper.datasets.reasonseg_test.root" in err and "presets.paper.datasets.refcocog_train" in err
+    # only what Table 4's jobs read: its variants are 3B, trained on RefCOCOg and tested on ReasonSeg
+    for other in ("policies.7b", "imagenet_train", "refcoco_testA", "reasonseg_val"):
+        assert f"presets.paper.models.{other}" not in err and f"presets.paper.datasets.{other}" not in err
+    assert len([line for line in err.splitlines() if line.startswith("  - ")]) == 6
     assert "Traceback" not in err
     assert not (root / "runs" / "paper").exists()
+
+
+def test_an_unknown_table_target_lists_the_tables_there_are(tmp_path):
+    root = copy_project(tmp_path)
+    proc = sh("snakemake results/table9.csv -n", root, check=False, timeout=120)
+    err = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "results/table9.csv: not a table of preset 'demo'; its tables: results/table1.csv" in err
+    assert "results/table4.csv" in err and "snakemake all_tables" in err
 
 
 def test_paper_dry_run_plans_every_table(tmp_path):

@@ -118,10 +118,19 @@ onstart:
     # Real runs only (not dry runs): stop at once, naming what the preset needs and lacks.
     from rise.cli import preflight
 
-    problems = preflight(S, need_models=not S.build_demo_models, check_gpu=workflow.local_exec)
+    # only what the jobs of this run read: a table's run is not stopped for a model or dataset it never uses
+    jobs = [(job.rule.name, job.wildcards_dict) for job in workflow.dag.needrun_jobs()]
+    problems = preflight(S, need_models=not S.build_demo_models, check_gpu=workflow.local_exec, jobs=jobs)
     if problems:
         print(f"\npreset '{PRESET}' cannot run here:", file=sys.stderr)
         for line in problems:
             print(f"  - {line}", file=sys.stderr)
         print(f"Fix the settings in params.yaml (or run `rise --preset {PRESET} check`).\n", file=sys.stderr)
         raise SystemExit(1)
+
+
+def unknown_table(wildcards):
+    """The input of a table target that is not a table: stops planning, naming the tables there are."""
+    raise WorkflowError(f"results/{wildcards.name}.csv: not a table of preset '{PRESET}'; its tables: "
+                        + ", ".join(f"results/{t}.csv" for t in S.tables) + " (tables: in params.yaml; "
+                        "all of them: `snakemake all_tables`)")

@@ -60,6 +60,17 @@ rule table_alias:
     shell: "cp {input} {output} 2> {log}"
 
 
+rule unknown_table:
+    # a mistyped or undeclared table target: stop while planning, listing the tables there are
+    wildcard_constraints:
+        name=r"(?!(?:%s)\.csv$)[^/]+" % "|".join(S.tables),
+    input: unknown_table
+    output: "results/{name}.csv"
+    log: log_file("unknown_table", "{name}")
+    conda: ENV
+    shell: "false"
+
+
 rule all_tables:
     input: [str(L.table(t)) for t in S.tables]
 

@@ -14,14 +14,31 @@ from pathlib import Path
 
 
 def _setup_logging(log_file: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """The project's own lines (`rise.*`) on the console and in the job log; other libraries' INFO
+    lines and Python warnings (FutureWarning, ...) in the job log only, and their errors on both.
+    SAM2 and open_clip log through the root logger, SAM2 twice per image: those INFO lines are
+    dropped (each stage logs its own summary). Library progress bars (weight loading) are off."""
+    console = logging.StreamHandler(sys.stderr)
+    console.addFilter(lambda r: r.name == "rise" or r.name.startswith("rise.") or r.levelno >= logging.ERROR)
+    handlers: list[logging.Handler] = [console]
     if log_file:
         os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.addFilter(lambda r: r.name != "root" or r.levelno >= logging.WARNING)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
+    logging.captureWarnings(True)  # warnings.warn -> the `py.warnings` logger: the job log
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:  # transformers keeps a console handler of its own: send its records through the ones above
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_default_handler()
+        hf_logging.enable_propagation()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def preflight(settings, *, need_models: bool = True, check_gpu: bool = True, jobs=None) -> list[str]:

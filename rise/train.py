@@ -185,6 +185,49 @@ class StepTimer(TrainerCallback):
             self.seconds = None
 
 
+class StepLog(TrainerCallback):
+    """One line per optimisation step in the log (and so in the job's log file): the step, each
+    reward term's mean, KL, mean completion length, seconds per step and the time left. It
+    replaces the progress bar's print of the raw logged dict."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.first_step = time.perf_counter(), state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "reward" not in logs or not state.is_world_process_zero:
+            return
+        terms = ", ".join(f"{k[len('rewards/'):-len('/mean')]} {v:.3f}" for k, v in logs.items()
+                          if k.startswith("rewards/") and k.endswith("/mean"))
+        per_step = (time.perf_counter() - self.started) / max(state.global_step - self.first_step, 1)
+        left = per_step * max(state.max_steps - state.global_step, 0)
+        log.info("%s step %d/%d: reward %.3f (%s), kl %.3g, completion length %.0f, %.1f s/step, %s left",
+                 self.label, state.global_step, state.max_steps, logs["reward"], terms, logs.get("kl", float("nan")),
+                 logs.get("completions/mean_length", float("nan")), per_step,
+                 time.strftime("%H:%M:%S", time.gmtime(left)))
+
+
+def labelled_progress(label: str):
+    """transformers' training bar with the run's name on it (two jobs' bars stay apart) and
+    without its print of every logged dict (StepLog writes one readable line instead)."""
+    from tqdm.auto import tqdm
+    from transformers.trainer_callback import ProgressCallback
+
+    class LabelledProgress(ProgressCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps, initial=state.global_step, desc=label, unit="step",
+                                         dynamic_ncols=True)
+            self.current_step = state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    return LabelledProgress()
+
+
 def train_variant(settings: Settings, variant_name: str, callbacks: list | None = None,
                   on_trainer=None, seed: int | None = None) -> Path:
     """Trains one run of a variant (resuming from its latest checkpoint) and writes its policy reference.
@@ -285,7 +328,12 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     with placement:
         trainer = Trainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                               processing_class=processor,
-                              callbacks=[StepTimer(), KeepCheckpointWeights(out_dir), *(callbacks or [])])
+                              callbacks=[StepTimer(), KeepCheckpointWeights(out_dir), StepLog(f"train {variant_name} "
+                                         f"seed {seed}"), *(callbacks or [])])
+    from transformers.trainer_callback import ProgressCallback
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(labelled_progress(f"train {variant_name} seed {seed}"))
     if settings.train["encode_images_once"]:
         for m in (trainer.model, getattr(trainer, "ref_model", None)):
             if m is not None:

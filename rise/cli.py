@@ -227,14 +227,14 @@ def main(argv: list[str] | None = None) -> int:
             qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
                                settings.layout.figure("qualitative"), q.get("sample_ids"), q.get("pick", "random"))
         elif args.command == "show":
-            from rise.report import table_markdown, write_markdown
+            from rise.report import SHOW_WIDTH, table_markdown, write_markdown
 
             for name in args.name or list(settings.tables):
                 _known(settings.tables, name, "tables")
                 if args.write:
                     log.info("%s -> %s", name, write_markdown(settings, name))
                 else:
-                    print(table_markdown(settings, name))
+                    print(table_markdown(settings, name, width=SHOW_WIDTH))
         elif args.command == "dvc-yaml":
             from rise.dvc_pipeline import write_or_check
 

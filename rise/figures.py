@@ -102,8 +102,8 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
     for row, sample in zip(axes, samples):
         image = np.asarray(open_rgb(sample["image"]))
         gt = decode_mask(sample["mask"])
-        _overlay(row[0], image, gt, (1.0, 0.0, 1.0), outline=gt)
-        row[0].set_title(textwrap.fill(f"ground truth: {sample['instruction']}", 40), fontsize=8)
+        _overlay(row[0], image, None, (1.0, 0.0, 1.0), outline=gt)  # the image untouched, the object outlined
+        row[0].set_title(textwrap.fill(f"ground truth (outlined): {sample['instruction']}", 40), fontsize=8)
         for ax, variant in zip(row[1:], variants):
             p = preds[variant][sample["sample_id"]]
             mask = decode_mask(p["mask"]) if p["mask"] else None
@@ -116,7 +116,7 @@ def qualitative_figure(settings: Settings, variants: list[str], dataset: str, n_
             status = "" if p["parse_ok"] else f" [{p['parse_error']}]"
             ax.set_title(f"{variant}: IoU {mask_iou(mask, gt):.2f}{status}", fontsize=8)
             reasoning = p["raw_text"].split("</think>")[0].replace("<think>", "").strip() or "(no reasoning text)"
-            ax.set_xlabel(textwrap.fill(reasoning[:300], 45), fontsize=6)
+            ax.set_xlabel(textwrap.fill(f"{variant}'s reasoning: {reasoning[:300]}", 45), fontsize=6)
     title = (f"{dataset} ({settings.preset} preset; seed {settings.layout.primary_seed}, final checkpoint): "
              "ground truth outlined in magenta,\npredicted box yellow, points cyan, mask red")
     if ious:

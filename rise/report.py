@@ -12,6 +12,9 @@ from rise.config import Settings
 from rise.contracts import atomic_write_text
 
 
+SHOW_WIDTH = 100  # the terminal width `rise show` fits, and the written Markdown alike
+
+
 def markdown_path(settings: Settings, name: str) -> Path:
     return settings.layout.table(name).with_suffix(".md")
 
@@ -34,33 +37,57 @@ def _difference(ours, paper) -> str:
     return f"{ours - paper:+.1f}"
 
 
-def table_markdown(settings: Settings, name: str) -> str:
-    """The table as Markdown: per column the paper's value, ours and ours minus the paper's."""
+def table_markdown(settings: Settings, name: str, width: int | None = None) -> str:
+    """The table as Markdown: per column the paper's value, ours and ours minus the paper's.
+    `width` (a terminal, `rise show`): the columns go in as many tables as it takes for each line to
+    fit, the row labels repeated, and the prose is wrapped."""
+    import textwrap
+
     table = settings.tables[name]
     df = pd.read_csv(settings.layout.table(name))
     columns = [f"{d} {m}" for d, m in table["columns"]]
-    header = ["", *[h for c in columns for h in (f"{c}: paper", "ours", "Δ")], "seeds", "checkpoint"]
-    lines = [f"### {name}: {table['caption']} (preset `{settings.preset}`)", "",
-             "| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 2) + "|---|"]
+    rows = []
     for _, row in df.iterrows():
-        cells = [row["label"]]
+        cells = {}
         for c in columns:
             paper = row.get(f"paper {c}")
-            cells += [_number(paper), _ours(row, c), _difference(row[c], paper)]
-        cells += [int(row.get("seeds", 1)), row.get("checkpoint", "final")]
-        lines.append("| " + " | ".join(str(x) for x in cells) + " |")
+            cells[c] = [_number(paper), _ours(row, c), _difference(row[c], paper)]
+        rows.append((row["label"], cells, [int(row.get("seeds", 1)), row.get("checkpoint", "final")]))
+
+    def block(cols: list[str], tail: bool) -> list[str]:
+        header = ["", *[h for c in cols for h in (f"{c}: paper", "ours", "Δ")], *(["seeds", "checkpoint"] if tail else [])]
+        out = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1 - tail) + ("|---|" if tail else "|")]
+        for label, cells, rest in rows:
+            out.append("| " + " | ".join(str(x) for x in [label, *[v for c in cols for v in cells[c]],
+                                                                   *(rest if tail else [])]) + " |")
+        return out
+
+    groups = [columns]
+    if width:  # greedily: as many column groups per table as fit
+        groups, current = [], []
+        for c in columns:
+            if current and max(map(len, block(current + [c], c == columns[-1]))) > width:
+                groups.append(current)
+                current = []
+            current.append(c)
+        groups.append(current)
+    lines = [f"### {name}: {table['caption']} (preset `{settings.preset}`)"]
+    for i, cols in enumerate(groups):
+        lines += ["", *block(cols, i == len(groups) - 1)]
     datasets = list(dict.fromkeys(d for d, _ in table["columns"]))
-    samples = ", ".join(f"{d}: {int(df[f'{d} samples'].iloc[0])} samples, "
-                        f"{df[f'{d} failed parses'].sum():g} failed parses in all rows (per row: mean over its seeds)" for d in datasets)
-    lines += ["", f"Protocol {', '.join(sorted(set(df['protocol'])))}; {samples}. Ours: mean ± standard deviation "
-              "over the seeds (one seed: the run's value). Policy per row in the CSV beside this file."]
+    failed = "; ".join(f"{d}: {int(df[f'{d} samples'].iloc[0])} samples, failed parses per row (mean over its "
+                       f"seeds): " + ", ".join(f"{x:g}" for x in df[f"{d} failed parses"]) for d in datasets)
+    prose = [f"Protocol {', '.join(sorted(set(df['protocol'])))}; {failed}. Ours: mean ± standard deviation "
+             "over the seeds (one seed: the run's value). Policy per row in the CSV beside this file."]
     note = next((n for n in df.get("note", pd.Series(dtype=str)).dropna() if n), "")
     if note:
-        lines += ["", f"**{note}**"]
+        prose.append(f"**{note}**")
+    for text in prose:
+        lines += ["", *(textwrap.wrap(text, width) if width else [text])]
     return "\n".join(lines) + "\n"
 
 
 def write_markdown(settings: Settings, name: str) -> Path:
     out = markdown_path(settings, name)
-    atomic_write_text(out, table_markdown(settings, name))
+    atomic_write_text(out, table_markdown(settings, name, width=SHOW_WIDTH))
     return out

@@ -62,6 +62,7 @@ def write_sweep(settings: Settings, variant: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     df = sweep_frame(settings, variant)
     out = settings.layout.sweep(variant)
@@ -71,6 +72,7 @@ def write_sweep(settings: Settings, variant: str) -> Path:
         for dataset, part in df.groupby("dataset", sort=False):
             _plot_by_step(ax, part, metric, dataset)
         ax.set_xlabel("GRPO step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     seeds = df["seed"].nunique()
@@ -91,6 +93,7 @@ def compare_figure(settings: Settings, variants: list[str], out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     frames = {v: pd.read_csv(settings.layout.sweep(v)) for v in variants}
     datasets = [d for d in dict.fromkeys(d for f in frames.values() for d in f["dataset"])
@@ -101,6 +104,7 @@ def compare_figure(settings: Settings, variants: list[str], out: Path) -> Path:
             _plot_by_step(ax, f[f["dataset"] == dataset], "gIoU", f"{v} ({f['seed'].nunique()} seeds)")
         ax.set_title(dataset, fontsize=9)
         ax.set_xlabel("GRPO step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("gIoU")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

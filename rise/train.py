@@ -131,36 +131,50 @@ def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, devic
     )
 
 
-def write_curves(log_history: list[dict], out_file: Path) -> None:
+# One colour per reward term in every curve figure (the total in black), whichever terms a variant has.
+REWARD_COLOURS = {"semantic": "tab:blue", "think_format": "tab:orange", "seg_format": "tab:green", "reward": "black"}
+
+
+def write_curves(log_history: list[dict], out_file: Path, title: str = "") -> None:
     """Per-step metrics as CSV (for `dvc plots`) and a PNG of reward terms, KL, length and step time."""
     import pandas as pd
 
     steps = [h for h in log_history if "reward" in h]
     table = pd.DataFrame.from_records(steps, columns=None if steps else ["step", "reward"])
     atomic_write_text(out_file, table.to_csv(index=False))
-    if not steps:
-        return
+    if steps:
+        save_figure(curves_figure(steps, title), out_file.with_suffix(".png"))
+
+
+def curves_figure(steps: list[dict], title: str = ""):
+    """Reward terms (one fixed colour each, REWARD_COLOURS), KL, completion length and step time
+    against the (integer) step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     keys = [k for k in steps[0] if k.startswith("rewards/") and k.endswith("/mean")] + ["reward"]
     panels = [("reward", keys), ("kl", ["kl"]), ("completion length", ["completions/mean_length"]),
               ("step time (s)", ["step_time"])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
-    for ax, (title, ks) in zip(axes, panels):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for ax, (panel, ks) in zip(axes, panels):
         for k in ks:
             xs = [h["step"] for h in steps if k in h]
             ys = [h[k] for h in steps if k in h]
+            name = k.replace("rewards/", "").replace("/mean", "")
             if xs:
-                ax.plot(xs, ys, marker="o", label=k.replace("rewards/", "").replace("/mean", ""))
-        ax.set_title(title)
+                ax.plot(xs, ys, marker="o", label=name, color=REWARD_COLOURS.get(name, "tab:purple"))
+        ax.set_title(panel)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(ks) > 1:
             ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save_figure(fig, out_file.with_suffix(".png"))
+    return fig
 
 
 class StepTimer(TrainerCallback):
@@ -357,7 +371,8 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     if not trainer.is_world_process_zero():
         return ref_file
     processor.save_pretrained(str(final))
-    write_curves(trainer.state.log_history, curves)
+    write_curves(trainer.state.log_history, curves, title=f"{variant_name}, seed {seed}: GRPO training "
+                 f"({settings.preset} preset)")
     steps = trainer.state.global_step
     if steps != settings.train_steps(variant_name):
         log.warning("%s: trained %d steps where the settings plan %d (Settings.train_steps): a checkpoint "

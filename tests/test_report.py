@@ -30,7 +30,7 @@ def test_markdown_puts_paper_ours_and_difference_side_by_side(tmp_path):
                         "| checkpoint |")
     assert "| Format-only | 28.6 | 30.0 | +1.4 | 21.1 | 20.0 | -1.1 | 1 | final |" in lines
     assert "| RISE (Full) | 52.9 | 34.0 | -18.9 | 45.1 | 24.0 | -21.1 | 1 | final |" in lines
-    assert "reasonseg_test: 11 samples, 10 failed parses in all rows" in md
+    assert "reasonseg_test: 11 samples, failed parses per row (mean over its seeds): 0, 1, 2, 3, 4" in md
     assert "numbers are not comparable to the paper" in md  # the demo says so
 
 
@@ -38,6 +38,9 @@ def test_rise_show_prints_and_writes_the_table(tmp_path):
     root = project_with_metrics(tmp_path)
     shown = run_rise("show", "--name", "table4", cwd=root)
     assert "| Semantic-only | 51.5 | 31.0 | -20.5 |" in shown.stdout
+    assert max(map(len, shown.stdout.splitlines())) <= 100  # a terminal's width: two tables, not one line of 103
+    assert "| Semantic-only | 44.0 | 21.0 | -23.0 | 1 | final |" in shown.stdout  # the second holds cIoU
+    assert "Every trained row is the same" in shown.stdout  # the demo says why
     run_rise("show", "--write", "--name", "table4", cwd=root)
     assert (root / "results/demo/table4.md").read_text() == shown.stdout.rstrip("\n") + "\n"
     missing = run_rise("show", "--name", "table1", cwd=root, check=False)

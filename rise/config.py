@@ -112,7 +112,13 @@ class Layout:
         return self._scored("metrics", variant, seed, checkpoint) / f"{eval_set}.json"
 
     def sample_scores(self, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
-        return self._scored("metrics", variant, seed, checkpoint) / f"{eval_set}.samples.csv"
+        return self._scored("scores", variant, seed, checkpoint) / f"{eval_set}.samples.csv"
+
+    def metrics_provenance(self, variant: str, eval_set: str, seed: int | None = None,
+                           checkpoint: str = FINAL) -> Path:
+        """What the metrics file's numbers came from (settings, software, weights): outside
+        `metrics/`, which holds numbers alone (`dvc metrics show` lists that folder)."""
+        return self._scored("scores", variant, seed, checkpoint) / f"{eval_set}.provenance.json"
 
     def sweep(self, variant: str) -> Path:
         """gIoU/cIoU of every saved checkpoint of every seed (CSV; the PNG lies beside it)."""

@@ -212,8 +212,10 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
                    "--eval-set ${item.dataset}",
             "params": params("seed", "evaluate", f"{P}.overrides.evaluate"),
             "deps": [f"{RUN}/predictions/{scored}.jsonl", f"{RUN}/data/${{item.dataset}}.jsonl"],
-            "outs": [f"{RUN}/metrics/{scored}.samples.csv"],
-            "metrics": [in_git(f"{RUN}/metrics/{scored}.json")],
+            # the numbers alone under metrics/ (the folder `dvc metrics show` lists: see `metrics` below);
+            # per-sample scores and what the numbers came from under scores/
+            "outs": [in_git(f"{RUN}/metrics/{scored}.json"), f"{RUN}/scores/{scored}.samples.csv",
+                     in_git(f"{RUN}/scores/{scored}.provenance.json")],
         },
     }
 
@@ -225,8 +227,8 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             "cmd": [f"{rise('table', name)} table --name {name}", f"{rise('table', name)} show --write --name {name}"],
             "params": params(f"tables.{name}", "train.seeds", f"{P}.overrides.train.seeds"),
             "deps": metrics_deps(s.table_needs(name)),
-            "outs": [in_git(f"results/{preset}/{name}.csv"), in_git(f"results/{preset}/{name}.md")],
-            "metrics": [in_git(f"results/{preset}/{name}.json")],
+            "outs": [in_git(f"results/{preset}/{name}.csv"), in_git(f"results/{preset}/{name}.md"),
+                     in_git(f"results/{preset}/{name}.json")],
         }
     for v in s.sweeps:
         stages[f"sweep_{v}"] = {
@@ -259,7 +261,10 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
     stages = _with_code_deps(stages, rise("code", "fingerprints"), f"{RUN}/code")
     for stage in stages.values():
         (stage["do"] if "do" in stage else stage).update(wdir)
-    return {"stages": stages, "plots": _plots(s, RUN, list(trained.values()))}
+    # The metrics folder, not each file: `dvc metrics show` then lists the runs that exist, with no
+    # load failure for those not run yet (an empty folder is kept in git, its .gitkeep in .dvcignore).
+    up = "" if not wdir else "../../"
+    return {"stages": stages, "metrics": [f"{up}{RUN}/metrics"], "plots": _plots(s, RUN, list(trained.values()))}
 
 
 def cli_commands(cmd: str) -> list[str]:

@@ -45,21 +45,30 @@ def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None =
     policy = layout.policy_ref(variant, seed)
     run = read_json(policy) if policy.exists() else {}  # the training run's policy.json
     environments = _environments(settings, variant, eval_set, seed, checkpoint, run)
-    metrics.update(n_failed_parse=sum(not preds[g["sample_id"]]["parse_ok"] for g in gts), protocol=protocol,
-                   answer=settings.evaluate["answer"], environment=environments,
-                   models=_models(run, environments),
-                   variant=variant, seed=seed, checkpoint=checkpoint, dataset=eval_set, provenance=settings.provenance())
+    metrics["n_failed_parse"] = sum(not preds[g["sample_id"]]["parse_ok"] for g in gts)
+    record = dict(protocol=protocol, answer=settings.evaluate["answer"], environment=environments,
+                  models=_models(run, environments), variant=variant, seed=seed, checkpoint=checkpoint,
+                  dataset=eval_set, provenance=settings.provenance())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["sample_id"])
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(layout.sample_scores(variant, eval_set, seed, checkpoint), buf.getvalue())
+    write_json(layout.metrics_provenance(variant, eval_set, seed, checkpoint), record)
     out = layout.metrics(variant, eval_set, seed, checkpoint)
-    write_json(out, metrics)
+    write_json(out, metrics)  # numbers alone; what they came from is in the provenance file beside the scores
     log.info("%s seed %d %s/%s: gIoU %.2f cIoU %.2f (%d samples, %d failed parses, protocol %s)", variant, seed,
              checkpoint, eval_set,
              metrics["gIoU"], metrics["cIoU"], metrics["n_samples"], metrics["n_failed_parse"], protocol)
     return out
+
+
+def read_metrics(layout, variant: str, eval_set: str, seed: int, checkpoint: str = FINAL) -> dict:
+    """A run's metrics with what they came from (protocol, answer reader, models, environment,
+    provenance), as the table reads them: the metrics file and its provenance file together."""
+    record = layout.metrics_provenance(variant, eval_set, seed, checkpoint)
+    return {**(read_json(record) if record.exists() else {}), **read_json(layout.metrics(variant, eval_set, seed,
+                                                                                          checkpoint))}
 
 
 def _models(run: dict, environments: dict) -> dict:

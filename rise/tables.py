@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from rise.config import FINAL, Settings
-from rise.contracts import atomic_write_text, read_json, write_json
+from rise.contracts import atomic_write_text, write_json
 from rise.fingerprints import describe_models
 from rise.provenance import summary
 
@@ -58,6 +58,7 @@ def table_metrics(df: pd.DataFrame, columns: list) -> dict:
 def build_table(settings: Settings, name: str) -> Path:
     """One row per variant: each metric's mean over the variant's runs (seeds) and its standard
     deviation (`... std`, sample std; empty with one run), the seed count and the checkpoint read."""
+    from rise.evaluate import read_metrics
     from rise.sweep import chosen_checkpoint
 
     table = settings.tables[name]
@@ -71,7 +72,7 @@ def build_table(settings: Settings, name: str) -> Path:
         runs = []  # per seed: (checkpoint, {dataset: metrics})
         for seed in settings.seeds(variant):
             ckpt = chosen_checkpoint(settings, variant, seed, select)
-            runs.append((ckpt, {d: read_json(layout.metrics(variant, d, seed, ckpt)) for d in datasets}))
+            runs.append((ckpt, {d: read_metrics(layout, variant, d, seed, ckpt) for d in datasets}))
         for dataset, metric in table["columns"]:
             values = pd.Series([m[dataset][metric] for _, m in runs], dtype=float)
             rec[f"{dataset} {metric}"] = round(values.mean(), 2)

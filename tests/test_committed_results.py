@@ -36,7 +36,9 @@ def test_the_toy_tables_metrics_and_lock_are_committed():
     assert "table4" in lock and "code_fingerprints" in lock
     # weights, checkpoints and predictions stay out of git
     tracked = subprocess.run(["git", "ls-files", "runs"], cwd=ROOT, capture_output=True, text=True).stdout.split()
-    assert tracked and all(p.startswith("runs/toy/metrics/") for p in tracked), tracked[:5]
+    kept = [p for p in tracked if not p.endswith("/metrics/.gitkeep")]  # every preset's (empty) metrics folder
+    assert kept and all(p.startswith("runs/toy/metrics/") or p.endswith(".provenance.json") and
+                        p.startswith("runs/toy/scores/") for p in kept), kept[:5]
     assert not [p for p in tracked if p.endswith((".jsonl", ".safetensors", ".pt", ".samples.csv"))]
 
 
@@ -85,27 +87,42 @@ def test_the_readmes_toy_numbers_are_the_committed_tables():
 
 
 def test_a_clone_shows_the_toy_numbers_through_dvc_metrics_show(tmp_path):
+    """`dvc metrics show` on a fresh clone: the committed toy runs' numbers, nothing else, no load
+    failure, in a terminal's width; the metrics files hold numbers, their provenance lies beside
+    the scores."""
     clone = tmp_path / "clone"
     sh(f"git clone -q {ROOT} {clone}", tmp_path)
     shown = json.loads(sh("dvc metrics show --json", clone).stdout)[""]["data"]
+    assert all("error" not in v for v in shown.values()), [p for p, v in shown.items() if "error" in v][:3]
     table4 = pd.read_csv(TOY / "table4.csv")
-    metrics = shown["results/toy/table4.json"]["data"]
     for _, row in table4.iterrows():
+        runs = [shown[f"runs/toy/metrics/{row['variant']}/seed{k}/final/reasonseg_test.json"]["data"]
+                for k in range(int(row["seeds"]))]
         for metric in ("gIoU", "cIoU"):
-            assert metrics[row["variant"]]["reasonseg_test"][metric] == pytest.approx(row[f"reasonseg_test {metric}"])
-    runs = [p for p in shown if p.startswith("runs/toy/metrics/") and "data" in shown[p]]
-    assert len(runs) >= 16 and all("gIoU" in shown[p]["data"] for p in runs)
+            assert pd.Series([r[metric] for r in runs]).mean() == pytest.approx(row[f"reasonseg_test {metric}"], abs=0.01)
+    for path, value in shown.items():
+        assert path.startswith("runs/toy/metrics/") and set(value["data"]) == {"gIoU", "cIoU", "n_samples",
+                                                                            "n_failed_parse"}, path
+    text = sh("dvc metrics show", clone)
+    assert "failed to load" not in text.stdout + text.stderr
+    assert max(map(len, text.stdout.splitlines())) <= 120
 
 
 def test_only_a_preset_with_results_in_git_keeps_its_metrics_out_of_dvcs_cache():
     from rise.dvc_pipeline import pipeline
 
-    toy = pipeline(ROOT / "params.yaml", "toy")["stages"]
-    demo = pipeline(ROOT / "params.yaml", "demo")["stages"]
-    assert toy["evaluate"]["do"]["metrics"] == [{"runs/toy/metrics/${item.variant}/seed${item.seed}/"
-                                                 "${item.checkpoint}/${item.dataset}.json": {"cache": False}}]
-    assert toy["table4"]["metrics"] == [{"results/toy/table4.json": {"cache": False}}]
+    toy = pipeline(ROOT / "params.yaml", "toy")
+    demo = pipeline(ROOT / "params.yaml", "demo")
+    run = "${item.variant}/seed${item.seed}/${item.checkpoint}/${item.dataset}"
+    assert toy["stages"]["evaluate"]["do"]["outs"] == [{f"runs/toy/metrics/{run}.json": {"cache": False}},
+                                                       f"runs/toy/scores/{run}.samples.csv",
+                                                       {f"runs/toy/scores/{run}.provenance.json": {"cache": False}}]
+    assert {"results/toy/table4.json": {"cache": False}} in toy["stages"]["table4"]["outs"]
     # the demo's are cached like every other output: `dvc push` and `dvc pull` move them
-    assert demo["evaluate"]["do"]["metrics"] == ["runs/demo/metrics/${item.variant}/seed${item.seed}/"
-                                                 "${item.checkpoint}/${item.dataset}.json"]
-    assert demo["table4"]["outs"] == ["results/demo/table4.csv", "results/demo/table4.md"]
+    assert demo["stages"]["evaluate"]["do"]["outs"] == [f"runs/demo/metrics/{run}.json",
+                                                        f"runs/demo/scores/{run}.samples.csv",
+                                                        f"runs/demo/scores/{run}.provenance.json"]
+    assert demo["stages"]["table4"]["outs"] == ["results/demo/table4.csv", "results/demo/table4.md",
+                                                "results/demo/table4.json"]
+    # `dvc metrics show` lists each preset's metrics folder: the runs that exist, no file declared missing
+    assert demo["metrics"] == ["runs/demo/metrics"] and toy["metrics"] == ["../../runs/toy/metrics"]

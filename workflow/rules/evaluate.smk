@@ -24,6 +24,7 @@ rule evaluate:
     output:
         metrics=str(L.metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
         samples=str(L.sample_scores("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        provenance=str(L.metrics_provenance("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
     params:
         settings=S.stage_settings("evaluate"),
         code=code("evaluate"),

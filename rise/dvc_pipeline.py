@@ -212,9 +212,11 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
                    "--eval-set ${item.dataset}",
             "params": params("seed", "evaluate", f"{P}.overrides.evaluate"),
             "deps": [f"{RUN}/predictions/{scored}.jsonl", f"{RUN}/data/${{item.dataset}}.jsonl"],
-            # the numbers alone under metrics/ (the folder `dvc metrics show` lists: see `metrics` below);
-            # per-sample scores and what the numbers came from under scores/
-            "outs": [in_git(f"{RUN}/metrics/{scored}.json"), f"{RUN}/scores/{scored}.samples.csv",
+            # the numbers alone under metrics/ (the folder `dvc metrics show` lists: see `metrics` below),
+            # out of DVC's cache: DVC reports a cached output that is missing as a load failure, and
+            # most runs of a pipeline are not built yet; after `dvc pull` they are recomputed from the
+            # pulled predictions in seconds. Per-sample scores and the numbers' provenance: scores/
+            "outs": [{f"{RUN}/metrics/{scored}.json": {"cache": False}}, f"{RUN}/scores/{scored}.samples.csv",
                      in_git(f"{RUN}/scores/{scored}.provenance.json")],
         },
     }

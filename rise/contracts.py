@@ -33,10 +33,13 @@ Predictions           runs/<preset>/predictions/<variant>/<dataset>.jsonl  (stag
     beside it <dataset>.env.json: the software and hardware (rise/provenance.py) and
     "models": {"policy", "sam2"}, the fingerprints of the weights used (rise/fingerprints.py)
 
-Metrics               runs/<preset>/metrics/<variant>/<dataset>.json      (stage: evaluate)
-    {"gIoU", "cIoU" (percent), "n_samples", "n_failed_parse", "protocol", "variant", "dataset",
-     "provenance", "environment", "models": {"policy", "base", "clip", "sam2"} weight fingerprints}; per-sample rows beside it in <dataset>.samples.csv
-     (sample_id, intersection, union, iou, parse_ok, box, think_chars).
+Metrics               runs/<preset>/metrics/<variant>/seed<k>/<checkpoint>/<dataset>.json   (stage: evaluate)
+    {"gIoU", "cIoU" (percent), "n_samples", "n_failed_parse"}: numbers alone (`dvc metrics show`);
+    beside the scores, runs/<preset>/scores/<variant>/seed<k>/<checkpoint>/<dataset>.provenance.json:
+    {"protocol", "answer", "variant", "seed", "checkpoint", "dataset", "provenance", "environment",
+     "models": {"policy", "base", "clip", "sam2"} weight fingerprints} (rise.evaluate.read_metrics joins
+    the two), and the per-sample rows, <dataset>.samples.csv (sample_id, intersection, union, iou,
+    parse_ok, box, think_chars).
 
 Table                 results/<preset>/<table>.csv                        (stage: table)
     label, variant, then one column per (dataset, metric) ours, then the paper's number as

@@ -9,7 +9,7 @@ from PIL import Image
 
 from rise.config import load_settings
 from rise.contracts import decode_mask, encode_mask, read_json, write_jsonl
-from rise.evaluate import evaluate
+from rise.evaluate import evaluate, read_metrics
 from rise.predict import image_shards, predict_shard
 from rise.tables import build_table
 
@@ -152,7 +152,8 @@ def test_evaluate_stage_applies_the_ignore_region(tmp_path):
     }
     for protocol, want in expected.items():
         settings = dataclasses.replace(base, evaluate={**base.evaluate, "protocol": protocol})
-        metrics = read_json(evaluate(settings, "zeroshot_3b", "reasonseg_test"))
+        evaluate(settings, "zeroshot_3b", "reasonseg_test")
+        metrics = read_metrics(settings.layout, "zeroshot_3b", "reasonseg_test", 0)
         assert metrics["gIoU"] == pytest.approx(want["gIoU"]) and metrics["cIoU"] == pytest.approx(want["cIoU"])
         assert metrics["n_samples"] == 3 and metrics["n_failed_parse"] == 1 and metrics["protocol"] == protocol
         per_sample = pd.read_csv(settings.layout.sample_scores("zeroshot_3b", "reasonseg_test"))

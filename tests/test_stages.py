@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from rise.contracts import decode_mask, read_json, read_jsonl
-from rise.evaluate import evaluate
+from rise.evaluate import evaluate, read_metrics
 from rise.predict import PolicyRunner, predict
 from rise.tables import build_table
 from rise.train import train_variant
@@ -100,7 +100,9 @@ def test_predict_segments_each_image_once_and_evaluates(in_demo, monkeypatch):
             assert mask.shape == (m["height"], m["width"])
             # coordinates come back in original pixels: 1/8 of the square is 1/8 of the width
             assert p["box"][0] == pytest.approx(m["width"] / 8, rel=0.05)
-    metrics = read_json(evaluate(in_demo, "zeroshot_3b", "refcocog_test"))
+    numbers = read_json(evaluate(in_demo, "zeroshot_3b", "refcocog_test"))
+    assert set(numbers) == {"gIoU", "cIoU", "n_samples", "n_failed_parse"}  # what `dvc metrics show` lists
+    metrics = read_metrics(in_demo.layout, "zeroshot_3b", "refcocog_test", 0)  # with its provenance file
     assert metrics["n_samples"] == len(manifest) and metrics["n_failed_parse"] == len(failed)
     assert 0 <= metrics["cIoU"] <= 100 and metrics["protocol"] == "segzero"
     assert metrics["provenance"]["preset"] == "demo"
@@ -157,7 +159,7 @@ def test_table_carries_paper_numbers_and_provenance(in_demo, monkeypatch):
     expected = (f"policy {weights_fingerprint(final)}; base {weights_fingerprint(models['policies']['3b'])}; "
                 f"clip {weights_fingerprint(models['clip']['pretrained'])}; sam2 {weights_fingerprint(models['sam2']['checkpoint'])}")
     assert df["models"].iloc[1] == expected and "unknown" not in expected
-    assert read_json(layout.metrics("full_3b", "reasonseg_test"))["models"]["policy"] == weights_fingerprint(final)
+    assert read_metrics(layout, "full_3b", "reasonseg_test", 0)["models"]["policy"] == weights_fingerprint(final)
     assert weights_fingerprint(final) != weights_fingerprint(models["policies"]["3b"])  # training moved the weights
 
 

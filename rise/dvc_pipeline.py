@@ -174,8 +174,10 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
                                  *params.except_seeds(f"{P}.overrides.train"), *image, f"{P}.models.clip",
                                  f"{P}.launch"),
                 "deps": [*models, f"{RUN}/train/${{item.train_set}}.jsonl"],
-                "outs": [{f"{RUN}/checkpoints/{run_dir}": {"persist": True}}],  # resumes from its latest checkpoint
-                "plots": [f"{RUN}/curves/${{key}}.csv", f"{RUN}/curves/${{key}}.png"],
+                # resumes from its latest checkpoint; the curves' CSV is drawn by the pipeline's plots
+                # (x: step, one line per run), the PNG is the run's own figure
+                "outs": [{f"{RUN}/checkpoints/{run_dir}": {"persist": True}}, f"{RUN}/curves/${{key}}.csv"],
+                "plots": [f"{RUN}/curves/${{key}}.png"],
             },
         }
     if untrained:
@@ -185,8 +187,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
                 "cmd": f"{rise('train', '${key}')} train {run_args}",
                 "params": params("seed", *variant, "train.seeds", f"{P}.overrides.train.seeds"),
                 "deps": models,
-                "outs": [f"{RUN}/checkpoints/{run_dir}"],
-                "plots": [f"{RUN}/curves/${{key}}.csv"],
+                "outs": [f"{RUN}/checkpoints/{run_dir}", f"{RUN}/curves/${{key}}.csv"],  # no steps: not drawn
             },
         }
     scored = f"{run_dir}/${{item.checkpoint}}/${{item.dataset}}"
@@ -266,7 +267,12 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
     # The metrics folder, not each file: `dvc metrics show` then lists the runs that exist, with no
     # load failure for those not run yet (an empty folder is kept in git, its .gitkeep in .dvcignore).
     up = "" if not wdir else "../../"
-    return {"stages": stages, "metrics": [f"{up}{RUN}/metrics"], "plots": _plots(s, RUN, list(trained.values()))}
+    out = {"stages": stages, "metrics": [f"{up}{RUN}/metrics"]}
+    if not wdir:
+        # `dvc plots show` draws every pipeline's plots on one page: the default preset's alone (the
+        # `preset` of params.yaml), so that it holds no empty charts of presets not run here
+        out["plots"] = _plots(s, up, RUN, list(trained.values()))
+    return out
 
 
 def cli_commands(cmd: str) -> list[str]:
@@ -300,20 +306,26 @@ def _with_code_deps(stages: dict, rise_call: str, code_dir: str) -> dict:
     return {"code_fingerprints": code, **stages}
 
 
-def _plots(s: Settings, run: str, trained: list[dict]) -> list[dict]:
-    """`dvc plots show`: one plot per quantity, a line per training run."""
+def _plots(s: Settings, up: str, run: str, trained: list[dict]) -> list[dict]:
+    """`dvc plots show`: one plot per quantity against the step, a line per training run: one colour
+    per variant, a dash per seed (the `runs` template, .dvc/plots/runs.json; a run not trained yet
+    draws nothing and is not in the legend). Paths are relative to the dvc.yaml (`up`)."""
     def curve(r):
-        return f"{run}/curves/{r['variant']}-seed{r['seed']}.csv"
-    plots = [{"reward (total)": {"x": "step", "y": {curve(r): "reward" for r in trained}}}]
+        return f"{up}{run}/curves/{r['variant']}-seed{r['seed']}.csv"
+
+    def by_run(title, field, runs):
+        return {title: {"template": "runs", "x": "step", "y": {curve(r): field for r in runs}}}
+
+    plots = [by_run("reward (total)", "reward", trained)]
     for term in ("semantic", "think_format", "seg_format"):
         # as rise/rewards.py:build_rewards: without CoT, R_think is not applied (nor logged)
         having = [r for r in trained if term in s.variants[r["variant"]].rewards
                   and (term != "think_format" or s.variants[r["variant"]].cot)]
-        plots.append({f"reward {term}": {"x": "step", "y": {curve(r): f"rewards/{term}/mean" for r in having}}})
-    plots.append({"KL to the reference policy": {"x": "step", "y": {curve(r): "kl" for r in trained}}})
-    plots.append({"completion length (tokens)": {"x": "step", "y": {curve(r): "completions/mean_length" for r in trained}}})
+        plots.append(by_run(f"reward {term}", f"rewards/{term}/mean", having))
+    plots.append(by_run("KL to the reference policy", "kl", trained))
+    plots.append(by_run("completion length (tokens)", "completions/mean_length", trained))
     for v in s.sweeps:
-        sweep = f"results/{s.preset}/sweeps/{v}.csv"
+        sweep = f"{up}results/{s.preset}/sweeps/{v}.csv"
         plots.append({f"checkpoint sweep {v}": {"x": "step", "y": {sweep: ["gIoU", "cIoU"]}}})
     return plots
 

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 VENV=${RISE_VENV:-.venv}
 PY=${PYTHON:-python3.11}
 stamp="$VENV/.rise-installed"
-want=$(cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/setup_env.sh scripts/offline_plots.py | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "[setup] $VENV is up to date"; exit 0
 fi
@@ -23,5 +23,6 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m; m.version('sam2')" 2
 fi
 echo "[setup] installing the rise package and its stack"
 pip install -q -e ".[dev]"
+"$VENV/bin/python" scripts/offline_plots.py  # the page `dvc plots show` fills, drawing offline
 echo "$want" > "$stamp"
 echo "[setup] done: $VENV"

@@ -38,6 +38,17 @@ def copy_project(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
+def copy_dvc_settings(root: Path) -> None:
+    """The repository's DVC settings into a project that ran `dvc init`: .dvc/config (its remote,
+    its plots page), the plot templates and the offline plots page `make setup` writes."""
+    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", root / ".dvc" / "plots", dirs_exist_ok=True)
+    page = ROOT / ".dvc" / "offline-plots.html"
+    if not page.exists():  # written by scripts/setup_env.sh; a suite run without it writes it here
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "offline_plots.py")], check=True, capture_output=True)
+    shutil.copy(page, root / ".dvc" / "offline-plots.html")
+
+
 BIN = Path(sys.executable).parent
 
 

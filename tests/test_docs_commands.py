@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_project
+from conftest import copy_dvc_settings, copy_project
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -80,7 +80,7 @@ def dvc_clone(tmp_path) -> Path:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     subprocess.run("git init -q && dvc init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm c",
                    shell=True, cwd=root, check=True, env=env, capture_output=True)
-    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    copy_dvc_settings(root)
     return root
 
 

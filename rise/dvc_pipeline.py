@@ -231,7 +231,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             "params": params(f"tables.{name}", "train.seeds", f"{P}.overrides.train.seeds"),
             "deps": metrics_deps(s.table_needs(name)),
             "outs": [in_git(f"results/{preset}/{name}.csv"), in_git(f"results/{preset}/{name}.md"),
-                     in_git(f"results/{preset}/{name}.json")],
+                     in_git(f"results/{preset}/{name}.html"), in_git(f"results/{preset}/{name}.json")],
         }
     for v in s.sweeps:
         stages[f"sweep_{v}"] = {

@@ -87,7 +87,36 @@ def table_markdown(settings: Settings, name: str, width: int | None = None) -> s
     return "\n".join(lines) + "\n"
 
 
+def table_html(settings: Settings, name: str) -> str:
+    """The table as an HTML page (what the Snakemake report shows): the Markdown's cells, one table."""
+    import html
+
+    table = settings.tables[name]
+    df = pd.read_csv(settings.layout.table(name))
+    columns = [f"{d} {m}" for d, m in table["columns"]]
+    cells = []
+    for _, row in df.iterrows():
+        rec = {"": row["label"]}
+        for c in columns:
+            paper = row.get(f"paper {c}")
+            rec.update({(c, "paper"): _number(paper), (c, "ours"): _ours(row, c),
+                        (c, "Δ"): _difference(row[c], paper)})
+        rec.update({("", "seeds"): int(row.get("seeds", 1)), ("", "checkpoint"): row.get("checkpoint", "final")})
+        cells.append(rec)
+    shown = pd.DataFrame.from_records(cells).set_index("").rename_axis(None)
+    shown.columns = pd.MultiIndex.from_tuples(shown.columns)
+    prose = table_markdown(settings, name).split("\n\n")[2:]  # the paragraphs under the table
+    paragraphs = "".join(f"<p>{html.escape(p.strip()).replace('**', '')}</p>" for p in prose if p.strip())
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}</title><style>"
+            "body{font-family:sans-serif} table{border-collapse:collapse} td,th{padding:2px 8px;text-align:right}"
+            "</style></head><body>"
+            f"<h3>{html.escape(name)}: {html.escape(table['caption'])} (preset {html.escape(settings.preset)})</h3>"
+            f"{shown.to_html(border=1)}{paragraphs}</body></html>\n")
+
+
 def write_markdown(settings: Settings, name: str) -> Path:
+    """`rise show --write`: the Markdown, and the HTML page beside it."""
     out = markdown_path(settings, name)
     atomic_write_text(out, table_markdown(settings, name, width=SHOW_WIDTH))
+    atomic_write_text(out.with_suffix(".html"), table_html(settings, name))
     return out

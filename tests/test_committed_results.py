@@ -22,7 +22,7 @@ def committed(path: str) -> bool:
 
 def test_the_toy_tables_metrics_and_lock_are_committed():
     for table in ("table1", "table4"):
-        for suffix in (".csv", ".md", ".json"):
+        for suffix in (".csv", ".md", ".html", ".json"):
             assert committed(f"results/toy/{table}{suffix}"), f"results/toy/{table}{suffix} is not in git"
     assert committed("pipelines/toy/dvc.lock")
     lock = yaml.safe_load((ROOT / "pipelines/toy/dvc.lock").read_text())["stages"]
@@ -124,6 +124,6 @@ def test_only_a_preset_with_results_in_git_keeps_its_tables_and_provenance_out_o
                                                         f"runs/demo/scores/{run}.samples.csv",
                                                         f"runs/demo/scores/{run}.provenance.json"]
     assert demo["stages"]["table4"]["outs"] == ["results/demo/table4.csv", "results/demo/table4.md",
-                                                "results/demo/table4.json"]
+                                                "results/demo/table4.html", "results/demo/table4.json"]
     # `dvc metrics show` lists each preset's metrics folder: the runs that exist, no file declared missing
     assert demo["metrics"] == ["runs/demo/metrics"] and toy["metrics"] == ["../../runs/toy/metrics"]

@@ -46,7 +46,7 @@ def documented_commands() -> list[str]:
 # need results first, so they run after a real run elsewhere: push and pull in
 # test_dvc_pipeline.py::test_dvc_runs_a_variant_with_metrics_plots_and_a_local_remote, the report in
 # test_workflow.py::test_report_holds_tables_curves_and_captions, `rise show` in test_report.py
-NEED_RESULTS = ("dvc push", "dvc pull", "snakemake results/table4.csv --report report.zip", "rise show --name table4")
+NEED_RESULTS = ("dvc push", "dvc pull", "snakemake results/table4.csv all_sweeps figure_qualitative --report report.zip", "rise show --name table4")
 
 
 COMMANDS = documented_commands()

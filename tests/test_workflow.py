@@ -41,20 +41,39 @@ def test_demo_produces_table4_and_reruns_nothing(demo_run):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_report_holds_tables_curves_and_captions(demo_run):
+def test_report_holds_tables_curves_sweeps_and_the_figure(demo_run, tmp_path):
+    """The README's report command: the table shown as a page, every trained run's curves, the
+    checkpoint sweeps and the qualitative figure, with captions that name only what is in the zip;
+    and the report opens in a browser without network access, listing each of them."""
+    import shutil
     import zipfile
 
     root, _ = demo_run
-    sh("snakemake results/table4.csv --report report.zip", root)
+    targets = "results/table4.csv all_sweeps figure_qualitative"
+    sh(f"snakemake {targets} --cores 2", root)
+    sh(f"snakemake {targets} --report report.zip", root)
     with zipfile.ZipFile(root / "report.zip") as z:
         names = z.namelist()
         text = "".join(z.read(n).decode("utf-8", "ignore") for n in names if n.endswith((".html", ".js")))
+        z.extractall(tmp_path / "unzipped")
     files = {Path(n).name for n in names if "/data/raw/" in n}  # report/data/raw/<hash>/<file>
-    assert files == {"table4.csv", "format_only_3b-seed0.png", "semantic_only_3b-seed0.png",
-                     "no_seg_format_3b-seed0.png", "no_think_format_3b-seed0.png", "full_3b-seed0.png"}
+    curves = {f"{v}-seed0.png" for v in ("format_only_3b", "semantic_only_3b", "no_seg_format_3b",
+                                          "no_think_format_3b", "full_3b")}
+    assert {"table4.html", "sweeps.png", "qualitative.png", "full_3b.png", "format_only_3b.png"} | curves <= files
+    table = next(z for z in (tmp_path / "unzipped").rglob("table4.html"))
+    assert "<table" in table.read_text() and "RISE (Full)" in table.read_text()
     assert "Reward ablation on ReasonSeg test" in text and "Training curves" in text  # table caption, category
     assert "GRPO training of variant" in text  # curve captions
+    assert "table4.md" not in text  # captions name only what the zip holds (the CSV: "in the project")
     assert (root / "results/demo/table4.md").read_text().startswith("### table4: Reward ablation")
+    chromium = shutil.which("chromium")
+    if chromium:  # tests/test_browser.py opens the plots page the same way
+        from test_browser import rendered_dom
+
+        page = next((tmp_path / "unzipped").rglob("report.html"))
+        dom = rendered_dom(page, tmp_path / "profile")
+        for shown in ("Tables", "Training curves", "Checkpoint sweeps", "Figures"):
+            assert shown in dom, shown
 
 
 def planned_after_edit(root, old: str, new: str) -> dict[str, int]:

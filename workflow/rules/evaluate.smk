@@ -39,9 +39,11 @@ rule evaluate:
 rule table:
     input: table_inputs
     output:
-        csv=report(str(L.table("{table}")), caption="../report/table.rst", category="Tables",
-                   labels={"table": "{table}"}),
+        csv=str(L.table("{table}")),
         markdown=str(L.table("{table}").with_suffix(".md")),
+        # the report shows the table itself (paper, ours, difference), not a CSV to download
+        html=report(str(L.table("{table}").with_suffix(".html")), caption="../report/table.rst", category="Tables",
+                    labels={"table": "{table}"}),
         metrics=str(L.table("{table}").with_suffix(".json")),  # what `dvc metrics show` reads
     params:
         caption=lambda w: S.tables[w.table]["caption"],

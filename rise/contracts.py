@@ -37,7 +37,7 @@ Metrics               runs/<preset>/metrics/<variant>/seed<k>/<checkpoint>/<data
     {"gIoU", "cIoU" (percent), "n_samples", "n_failed_parse"}: numbers alone (`dvc metrics show`);
     beside the scores, runs/<preset>/scores/<variant>/seed<k>/<checkpoint>/<dataset>.provenance.json:
     {"protocol", "answer", "variant", "seed", "checkpoint", "dataset", "provenance", "environment",
-     "models": {"policy", "base", "clip", "sam2"} weight fingerprints} (rise.evaluate.read_metrics joins
+     "models": {"policy", "base", "clip", "sam2"} weight fingerprints} (rise.contracts.read_metrics joins
     the two), and the per-sample rows, <dataset>.samples.csv (sample_id, intersection, union, iou,
     parse_ok, box, think_chars).
 
@@ -182,3 +182,11 @@ def load_train_manifest(path) -> list[dict]:
     rows = read_jsonl(path)
     check_train_rows(rows, path)
     return rows
+
+
+def read_metrics(layout, variant: str, eval_set: str, seed: int, checkpoint: str = "final") -> dict:
+    """A run's metrics with what they came from (protocol, answer reader, models, environment,
+    provenance), as the table reads them: the metrics file and its provenance file together."""
+    record = layout.metrics_provenance(variant, eval_set, seed, checkpoint)
+    return {**(read_json(record) if record.exists() else {}), **read_json(layout.metrics(variant, eval_set, seed,
+                                                                                          checkpoint))}

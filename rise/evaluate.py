@@ -63,14 +63,6 @@ def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None =
     return out
 
 
-def read_metrics(layout, variant: str, eval_set: str, seed: int, checkpoint: str = FINAL) -> dict:
-    """A run's metrics with what they came from (protocol, answer reader, models, environment,
-    provenance), as the table reads them: the metrics file and its provenance file together."""
-    record = layout.metrics_provenance(variant, eval_set, seed, checkpoint)
-    return {**(read_json(record) if record.exists() else {}), **read_json(layout.metrics(variant, eval_set, seed,
-                                                                                          checkpoint))}
-
-
 def _models(run: dict, environments: dict) -> dict:
     """The fingerprints of the weights behind the numbers (rise/fingerprints.py): the policy that
     answered, SAM2, and for a trained policy the base it started from and the CLIP that rewarded it."""

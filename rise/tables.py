@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from rise.config import FINAL, Settings
-from rise.contracts import atomic_write_text, write_json
+from rise.contracts import atomic_write_text, read_metrics, write_json
 from rise.fingerprints import describe_models
 from rise.provenance import summary
 
@@ -58,7 +58,6 @@ def table_metrics(df: pd.DataFrame, columns: list) -> dict:
 def build_table(settings: Settings, name: str) -> Path:
     """One row per variant: each metric's mean over the variant's runs (seeds) and its standard
     deviation (`... std`, sample std; empty with one run), the seed count and the checkpoint read."""
-    from rise.evaluate import read_metrics
     from rise.sweep import chosen_checkpoint
 
     table = settings.tables[name]

@@ -9,7 +9,8 @@ from PIL import Image
 
 from rise.config import load_settings
 from rise.contracts import decode_mask, encode_mask, read_json, write_jsonl
-from rise.evaluate import evaluate, read_metrics
+from rise.contracts import read_metrics
+from rise.evaluate import evaluate
 from rise.predict import image_shards, predict_shard
 from rise.tables import build_table
 

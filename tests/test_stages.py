@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from rise.contracts import decode_mask, read_json, read_jsonl
-from rise.evaluate import evaluate, read_metrics
+from rise.contracts import decode_mask, read_json, read_jsonl, read_metrics
+from rise.evaluate import evaluate
 from rise.predict import PolicyRunner, predict
 from rise.tables import build_table
 from rise.train import train_variant
@@ -65,7 +65,7 @@ def test_seeds_are_runs_of_their_own_and_a_sweep_reads_every_checkpoint(in_demo,
         (0, "final", 2), (0, "step1", 1), (1, "final", 2), (1, "step1", 1)]
     assert in_demo.layout.sweep("full_3b").with_suffix(".png").stat().st_size > 0
     assert compare_figure(in_demo, ["full_3b"], in_demo.layout.figure("sweeps")).stat().st_size > 0
-    metrics = read_json(in_demo.layout.metrics("full_3b", "reasonseg_test", 1, "step1"))
+    metrics = read_metrics(in_demo.layout, "full_3b", "reasonseg_test", 1, "step1")
     assert (metrics["seed"], metrics["checkpoint"]) == (1, "step1")
     row = sweep[(sweep["seed"] == 1) & (sweep["checkpoint"] == "step1")].iloc[0]
     assert row["gIoU"] == round(metrics["gIoU"], 2)

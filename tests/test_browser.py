@@ -55,16 +55,12 @@ def test_dvc_plots_page_draws_every_chart_offline_with_a_colour_per_variant(tmp_
     copy_dvc_settings(root)
     curve(root, "full_3b-seed0", 1.0)  # two trained runs of the demo; the other nine not trained yet
     curve(root, "format_only_3b-seed0", 0.5)
-    for variant in ("format_only_3b", "full_3b"):  # the demo's checkpoint sweeps
-        sweep = root / "results/demo/sweeps" / f"{variant}.csv"
-        sweep.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"step": [1, 2], "gIoU": [10.0, 12.0], "cIoU": [9.0, 11.0]}).to_csv(sweep, index=False)
     sh("dvc plots show -o plots", root)
     page = root / "plots" / "index.html"
     assert "cdn.jsdelivr" not in page.read_text()  # the libraries are in the page
     dom = rendered_dom(page, tmp_path / "profile")
     shown = charts(dom)
-    assert len(shown) == 8, list(shown)  # the default preset's plots alone: 6 curves, 2 sweeps
+    assert len(shown) == 6, list(shown)  # the default preset's curves alone (sweeps: figures of their own)
     for name, chart in shown.items():
         assert drawn_lines(chart) > 0, f"{name} drew nothing"
     reward = shown["reward__total_"]

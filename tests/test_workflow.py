@@ -65,6 +65,7 @@ def test_report_holds_tables_curves_sweeps_and_the_figure(demo_run, tmp_path):
     assert "Reward ablation on ReasonSeg test" in text and "Training curves" in text  # table caption, category
     assert "GRPO training of variant" in text  # curve captions
     assert "table4.md" not in text  # captions name only what the zip holds (the CSV: "in the project")
+    assert "settings={'" in text and 'settings={\\"' not in text  # parameters as mappings, not escaped JSON
     assert (root / "results/demo/table4.md").read_text().startswith("### table4: Reward ablation")
     chromium = shutil.which("chromium")
     if chromium:  # tests/test_browser.py opens the plots page the same way

@@ -42,6 +42,12 @@ PREDICT_ENV = VLLM_ENV if S.predict.get("backend") == "vllm" else ENV
 LIBRARY = project_library(workflow.basedir)  # the checkout's rise/
 
 
+def readable(settings: str) -> dict:
+    """A rule's `settings` param (a stage's settings, JSON) as a mapping: the report shows it as
+    Python's dict, not as escaped JSON; a changed setting still changes it, and reruns the rule."""
+    return json.loads(settings)
+
+
 def code(*commands):
     """A rule's `code` param: the fingerprint of what its `rise` commands run (rise/fingerprints.py),
     so a behaviour-changing edit of a module they import reruns the rule; a comment does not."""

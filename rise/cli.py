@@ -13,11 +13,17 @@ import time
 from pathlib import Path
 
 
-def _setup_logging(log_file: str | None) -> None:
+# The commands that load models through transformers (`launch` starts one of them in a new process).
+MODEL_COMMANDS = {"train", "predict", "build-models", "pretrain"}
+
+
+def _setup_logging(log_file: str | None, models: bool = False) -> None:
     """The project's own lines (`rise.*`) on the console and in the job log; other libraries' INFO
     lines and Python warnings (FutureWarning, ...) in the job log only, and their errors on both.
     SAM2 and open_clip log through the root logger, SAM2 twice per image: those INFO lines are
-    dropped (each stage logs its own summary). Library progress bars (weight loading) are off."""
+    dropped (each stage logs its own summary). With `models`, transformers' records take the same
+    way and its progress bars (weight loading) are off; other commands do not import it (half a
+    second of a table's or a check's run)."""
     console = logging.StreamHandler(sys.stderr)
     console.addFilter(lambda r: r.name == "rise" or r.name.startswith("rise.") or r.levelno >= logging.ERROR)
     handlers: list[logging.Handler] = [console]
@@ -31,14 +37,12 @@ def _setup_logging(log_file: str | None) -> None:
     logging.captureWarnings(True)  # warnings.warn -> the `py.warnings` logger: the job log
     for noisy in ("httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:  # transformers keeps a console handler of its own: send its records through the ones above
+    if models:  # transformers keeps a console handler of its own: send its records through the ones above
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_default_handler()
         hf_logging.enable_propagation()
         hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def preflight(settings, *, need_models: bool = True, check_gpu: bool = True, jobs=None) -> list[str]:
@@ -51,7 +55,7 @@ def preflight(settings, *, need_models: bool = True, check_gpu: bool = True, job
     from rise.errors import RiseError
 
     if jobs is None:
-        variants, datasets, sets = set(settings.variants), set(settings.datasets), None
+        variants, datasets = set(settings.variants), set(settings.datasets)
         trains = predicts = True
     else:
         jobs = [(rule, dict(w)) for rule, w in jobs]
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("commands", nargs="*", metavar="COMMAND", help="commands of this CLI (default: the stages')")
     p.add_argument("--write", metavar="DIR", help="write DIR/<command>.json instead of printing (DVC's code_fingerprints)")
     args = parser.parse_args(argv)
-    _setup_logging(args.log)
+    _setup_logging(args.log, models=args.command in MODEL_COMMANDS)
 
     from rise.config import load_settings
     from rise.errors import RiseError

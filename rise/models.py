@@ -98,23 +98,21 @@ def encode_each_image_once(model) -> None:
     encode = inner.get_image_features
 
     def get_image_features(pixel_values, image_grid_thw=None, **kwargs):
-        if image_grid_thw is None or len(image_grid_thw) < 2:
+        # the forward asks for the output object (return_dict=True); anything else goes through as is
+        if image_grid_thw is None or len(image_grid_thw) < 2 or kwargs.get("return_dict") is not True:
             return encode(pixel_values, image_grid_thw, **kwargs)
         grids = image_grid_thw.tolist()
         patches = torch.split(pixel_values, image_grid_thw.prod(-1).tolist())
-        distinct, which = [], []
-        for grid, image in zip(grids, patches):
-            same = next((i for i, (g, seen) in enumerate(distinct) if g == grid and torch.equal(seen, image)), None)
+        first, which = [], []  # the first row of each distinct image; each row's distinct image
+        for row, (grid, image) in enumerate(zip(grids, patches)):
+            same = next((i for i, j in enumerate(first) if grids[j] == grid and torch.equal(patches[j], image)), None)
             if same is None:
-                same = len(distinct)
-                distinct.append((grid, image))
+                same = len(first)
+                first.append(row)
             which.append(same)
-        if len(distinct) == len(grids):
+        if len(first) == len(grids):
             return encode(pixel_values, image_grid_thw, **kwargs)
-        out = encode(torch.cat([image for _, image in distinct]), image_grid_thw[[which.index(i) for i in
-                                                                                  range(len(distinct))]], **kwargs)
-        if not hasattr(out, "pooler_output"):  # a tuple (return_dict=False): not what the forward asks for
-            return encode(pixel_values, image_grid_thw, **kwargs)
+        out = encode(torch.cat([patches[j] for j in first]), image_grid_thw[first], **kwargs)
         features = out.pooler_output
         out.pooler_output = tuple(features[i] for i in which)
         out.last_hidden_state = None  # pre-merge states of the distinct images only: not the batch's

@@ -37,12 +37,9 @@ def _difference(ours, paper) -> str:
     return f"{ours - paper:+.1f}"
 
 
-def table_markdown(settings: Settings, name: str, width: int | None = None) -> str:
-    """The table as Markdown: per column the paper's value, ours and ours minus the paper's.
-    `width` (a terminal, `rise show`): the columns go in as many tables as it takes for each line to
-    fit, the row labels repeated, and the prose is wrapped."""
-    import textwrap
-
+def _contents(settings: Settings, name: str):
+    """What both renderings show: the table's settings, its value columns, per row (label, {column:
+    [paper, ours, difference]}, [seeds, checkpoint]), and the paragraphs under it."""
     table = settings.tables[name]
     df = pd.read_csv(settings.layout.table(name))
     columns = [f"{d} {m}" for d, m in table["columns"]]
@@ -53,6 +50,24 @@ def table_markdown(settings: Settings, name: str, width: int | None = None) -> s
             paper = row.get(f"paper {c}")
             cells[c] = [_number(paper), _ours(row, c), _difference(row[c], paper)]
         rows.append((row["label"], cells, [int(row.get("seeds", 1)), row.get("checkpoint", "final")]))
+    datasets = list(dict.fromkeys(d for d, _ in table["columns"]))
+    failed = "; ".join(f"{d}: {int(df[f'{d} samples'].iloc[0])} samples, failed parses per row (mean over its "
+                       f"seeds): " + ", ".join(f"{x:g}" for x in df[f"{d} failed parses"]) for d in datasets)
+    prose = [f"Protocol {', '.join(sorted(set(df['protocol'])))}; {failed}. Ours: mean ± standard deviation "
+             "over the seeds (one seed: the run's value). Policy per row in the CSV beside this file."]
+    note = next((n for n in df.get("note", pd.Series(dtype=str)).dropna() if n), "")
+    if note:
+        prose.append(f"**{note}**")
+    return table, columns, rows, prose
+
+
+def table_markdown(settings: Settings, name: str, width: int | None = None) -> str:
+    """The table as Markdown: per column the paper's value, ours and ours minus the paper's.
+    `width` (a terminal, `rise show`): the columns go in as many tables as it takes for each line to
+    fit, the row labels repeated, and the prose is wrapped."""
+    import textwrap
+
+    table, columns, rows, prose = _contents(settings, name)
 
     def block(cols: list[str], tail: bool) -> list[str]:
         header = ["", *[h for c in cols for h in (f"{c}: paper", "ours", "Δ")], *(["seeds", "checkpoint"] if tail else [])]
@@ -74,14 +89,6 @@ def table_markdown(settings: Settings, name: str, width: int | None = None) -> s
     lines = [f"### {name}: {table['caption']} (preset `{settings.preset}`)"]
     for i, cols in enumerate(groups):
         lines += ["", *block(cols, i == len(groups) - 1)]
-    datasets = list(dict.fromkeys(d for d, _ in table["columns"]))
-    failed = "; ".join(f"{d}: {int(df[f'{d} samples'].iloc[0])} samples, failed parses per row (mean over its "
-                       f"seeds): " + ", ".join(f"{x:g}" for x in df[f"{d} failed parses"]) for d in datasets)
-    prose = [f"Protocol {', '.join(sorted(set(df['protocol'])))}; {failed}. Ours: mean ± standard deviation "
-             "over the seeds (one seed: the run's value). Policy per row in the CSV beside this file."]
-    note = next((n for n in df.get("note", pd.Series(dtype=str)).dropna() if n), "")
-    if note:
-        prose.append(f"**{note}**")
     for text in prose:
         lines += ["", *(textwrap.wrap(text, width) if width else [text])]
     return "\n".join(lines) + "\n"
@@ -91,22 +98,12 @@ def table_html(settings: Settings, name: str) -> str:
     """The table as an HTML page (what the Snakemake report shows): the Markdown's cells, one table."""
     import html
 
-    table = settings.tables[name]
-    df = pd.read_csv(settings.layout.table(name))
-    columns = [f"{d} {m}" for d, m in table["columns"]]
-    cells = []
-    for _, row in df.iterrows():
-        rec = {"": row["label"]}
-        for c in columns:
-            paper = row.get(f"paper {c}")
-            rec.update({(c, "paper"): _number(paper), (c, "ours"): _ours(row, c),
-                        (c, "Δ"): _difference(row[c], paper)})
-        rec.update({("", "seeds"): int(row.get("seeds", 1)), ("", "checkpoint"): row.get("checkpoint", "final")})
-        cells.append(rec)
-    shown = pd.DataFrame.from_records(cells).set_index("").rename_axis(None)
-    shown.columns = pd.MultiIndex.from_tuples(shown.columns)
-    prose = table_markdown(settings, name).split("\n\n")[2:]  # the paragraphs under the table
-    paragraphs = "".join(f"<p>{html.escape(p.strip()).replace('**', '')}</p>" for p in prose if p.strip())
+    table, columns, rows, prose = _contents(settings, name)
+    header = pd.MultiIndex.from_tuples([(c, h) for c in columns for h in ("paper", "ours", "Δ")]
+                                       + [("", "seeds"), ("", "checkpoint")])
+    shown = pd.DataFrame([[v for c in columns for v in cells[c]] + rest for _, cells, rest in rows],
+                         index=[label for label, _, _ in rows], columns=header)
+    paragraphs = "".join(f"<p>{html.escape(p).replace('**', '')}</p>" for p in prose)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}</title><style>"
             "body{font-family:sans-serif} table{border-collapse:collapse} td,th{padding:2px 8px;text-align:right}"
             "</style></head><body>"

@@ -87,10 +87,10 @@ def check_settings(args, work: Path, root: Path, prompts_per_step: int, checkpoi
     preset = "demo" if args.cpu else "paper"
     settings = load_settings(ROOT / "params.yaml", preset, root=root)
     paper_train = load_settings(ROOT / "params.yaml", "paper").train
-    train = {**paper_train, "max_steps": steps, "prompts_per_step": prompts_per_step, "save_steps": 10_000,
-             "max_completion_length": args.completion_length, "gradient_checkpointing": checkpointing}
+    train = dataclasses.replace(paper_train, max_steps=steps, prompts_per_step=prompts_per_step, save_steps=10_000,
+                                max_completion_length=args.completion_length, gradient_checkpointing=checkpointing)
     if args.cpu:
-        train["num_generations"] = 4
+        train.num_generations = 4
     clip = ({"model": "RISE-tiny-CLIP", "pretrained": str(work / "clip.pt")} if args.cpu
             else {"model": "ViT-B-32", "pretrained": ""})
     return dataclasses.replace(
@@ -236,10 +236,10 @@ def run_steps(args, work: Path, name: str, prompts_per_step: int, checkpointing:
     rows = generate("check", "train", n, ["attribute", "spatial"], work / "images", seed=0)
     write_jsonl(settings.layout.train_manifest("refcocog_2k"), sample_pairs(rows, n, 0, "check"))
     probe = Instrument(on_step)
-    result = {"prompts": prompts_per_step, "completions": prompts_per_step * settings.train["num_generations"],
-              "micro_batch": settings.train["per_device_batch_size"], "checkpointing": checkpointing,
+    result = {"prompts": prompts_per_step, "completions": prompts_per_step * settings.train.num_generations,
+              "micro_batch": settings.train.per_device_batch_size, "checkpointing": checkpointing,
               # the cost levers of docs/training.md, as the preset sets them
-              "levers": {k: settings.train[k] for k in ("attn_implementation", "encode_images_once")}}
+              "levers": {k: getattr(settings.train, k) for k in ("attn_implementation", "encode_images_once")}}
     if torch.cuda.is_available():
         gc.collect()
         torch.cuda.empty_cache()

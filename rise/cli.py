@@ -1,7 +1,9 @@
-"""`rise <stage>`: the entry points that Snakemake rules and DVC stages call.
+"""`rise <command>`: the entry points that Snakemake rules and DVC stages call.
 
 Every command takes --params (default params.yaml) and --preset (default: the file's `preset`).
-Errors a user can fix print as one line naming the file or setting, with exit code 2.
+Each command is one function `<name>_command(settings, args)` with its options in `<name>_arguments`,
+listed in `COMMANDS` at the end of this file. Errors a user can fix print as one line naming the
+file or setting, with exit code 2.
 """
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger("rise")
 
 
 # The commands that load models through transformers (`launch` starts one of them in a new process).
@@ -45,263 +51,7 @@ def _setup_logging(log_file: str | None, models: bool = False) -> None:
         hf_logging.disable_progress_bar()
 
 
-def preflight(settings, *, need_models: bool = True, check_gpu: bool = True, jobs=None) -> list[str]:
-    """What the preset needs and this machine lacks; empty when ready.
-
-    `jobs`: (rule name, wildcards) of the jobs a run is about to execute (Snakemake's onstart), so
-    that only what those jobs read is checked; None checks everything the preset names."""
-    from rise.build import model_problems
-    from rise.data import check_dataset
-    from rise.errors import RiseError
-
-    if jobs is None:
-        variants, datasets = set(settings.variants), set(settings.datasets)
-        trains = predicts = True
-    else:
-        jobs = [(rule, dict(w)) for rule, w in jobs]
-        trained = {w["variant"] for rule, w in jobs if rule == "train"}
-        predicted = {w["variant"] for rule, w in jobs if rule == "predict"}
-        variants = trained | predicted | {w["variant"] for rule, w in jobs if rule == "base_policy"}
-        sets = {w["train_set"] for rule, w in jobs if rule == "sample_train"}
-        datasets = ({w["dataset"] for rule, w in jobs if rule in ("prepare_data", "predict")}
-                    | {settings.train_sets[t]["dataset"] for t in sets})
-        trains, predicts = bool(trained), bool(predicted)
-    problems = []
-    if settings.device == "cuda" and check_gpu and (trains or predicts):  # a submit host needs no GPU itself
-        import torch
-
-        if not torch.cuda.is_available():
-            problems.append(f"presets.{settings.preset}.device is 'cuda' but no CUDA GPU is visible "
-                            "(run on a GPU node, e.g. with the slurm profile)")
-    if need_models and not settings.build_demo_models and not settings.pretrain:  # those are built by stages
-        problems += model_problems(settings, policies={settings.variants[v].policy for v in variants},
-                                   clip=trains, sam2=predicts)
-    for name in settings.datasets:
-        if name in datasets:
-            try:
-                check_dataset(settings, name)
-            except RiseError as exc:
-                problems.append(str(exc))
-    return problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rise", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
-    parser.add_argument("--preset", default=None, help="preset to use (default: the file's `preset`)")
-    parser.add_argument("--log", default=None, help="also write the log to this file")
-    parser.add_argument("--overrides", default=None, metavar="JSON",
-                        help="settings merged over the params file, as a JSON mapping (Snakemake passes its "
-                             "--config values here)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="validate params.yaml and check that the preset's models, data and GPU exist")
-    sub.add_parser("build-models", help="build the demo models offline, or check the preset's models are available")
-    p = sub.add_parser("pretrain", help="pretrain one of the toy world's models from scratch (presets.<preset>.pretrain)")
-    p.add_argument("--model", required=True, choices=("clip", "sam2", "policy"))
-    p = sub.add_parser("prepare-data", help="write the evaluation manifest of datasets (default: all)")
-    p.add_argument("--dataset", action="append")
-    p = sub.add_parser("sample-train", help="sample training pairs into a manifest (default: all train sets)")
-    p.add_argument("--train-set", action="append")
-    p = sub.add_parser("train", help="GRPO-train one run of a variant (resumes from its latest checkpoint)")
-    _run_args(p, checkpoint=False)
-    p = sub.add_parser("predict", help="policy + SAM2 predictions of a variant (default: all evaluated datasets)")
-    _run_args(p)
-    p.add_argument("--eval-set", action="append")
-    p = sub.add_parser("evaluate", help="gIoU/cIoU of a variant's predictions")
-    _run_args(p)
-    p.add_argument("--eval-set", action="append")
-    p = sub.add_parser("sweep", help="gIoU/cIoU against training step for every saved checkpoint (CSV + PNG)")
-    p.add_argument("--variant", required=True)
-    sub.add_parser("sweep-figure", help="the sweeps listed under `sweeps` on shared axes (figures/sweeps.png)")
-    p = sub.add_parser("table", help="write paper tables (default: all)")
-    p.add_argument("--name", action="append")
-    p = sub.add_parser("launch", help="run a GPU stage on reserved GPUs (CUDA_VISIBLE_DEVICES), under accelerate "
-                                      "launch when it trains on several; what Snakemake and DVC call")
-    p.add_argument("stage", choices=("train", "predict"))
-    _run_args(p)
-    p.add_argument("--eval-set", action="append")
-    p = sub.add_parser("show", help="print paper tables (paper / ours / difference) from their CSVs (default: all)")
-    p.add_argument("--name", action="append")
-    p.add_argument("--write", action="store_true", help="write results/<preset>/<table>.md instead of printing")
-    sub.add_parser("figure", help="the qualitative figure (figures.qualitative in params.yaml)")
-    p = sub.add_parser("dvc-yaml", help="write each preset's dvc.yaml from params.yaml (DVC's stages = Snakemake's jobs)")
-    p.add_argument("--check", action="store_true", help="only say whether they are up to date (exit 2 if not)")
-    sub.add_parser("check-data", help="say per dataset what was found on disk, or exactly what is missing")
-    sub.add_parser("contracts", help="print the schemas of the files passed between stages")
-    p = sub.add_parser("cost", help="projected GPU hours of tables, from the planned jobs and benchmarks/measurements.yaml")
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="table names, or all_tables")
-    p = sub.add_parser("code", help="the code fingerprint of each command: what a stage reruns for (rise/fingerprints.py)")
-    p.add_argument("commands", nargs="*", metavar="COMMAND", help="commands of this CLI (default: the stages')")
-    p.add_argument("--write", metavar="DIR", help="write DIR/<command>.json instead of printing (DVC's code_fingerprints)")
-    args = parser.parse_args(argv)
-    _setup_logging(args.log, models=args.command in MODEL_COMMANDS)
-
-    from rise.config import load_settings
-    from rise.errors import RiseError
-
-    log = logging.getLogger("rise")
-    started = time.perf_counter()
-    try:
-        if args.command == "contracts":
-            import rise.contracts
-
-            print(rise.contracts.__doc__)
-            return 0
-        settings = load_settings(args.params, args.preset, overrides=_parse_overrides(args.overrides))
-        from rise.kernels import pin_cpu_kernels
-
-        pin_cpu_kernels(settings.cpu_kernels)  # before any stage imports torch
-        if args.command == "check":
-            from rise.memory import launch_report
-
-            from rise.tables import protocol_lines
-
-            for line in protocol_lines(settings) + launch_report(settings):  # before what this machine lacks
-                print(line)
-            problems = preflight(settings)
-            if problems:
-                print(f"preset '{settings.preset}' is not ready on this machine:", file=sys.stderr)
-                for line in problems:
-                    print(f"  - {line}", file=sys.stderr)
-                return 2
-            print(f"preset '{settings.preset}' is ready: {settings.description}")
-        elif args.command == "build-models":
-            from rise.build import build_models
-
-            # checking or building models needs no GPU: on a cluster this job runs on the CPU partition
-            problems = preflight(settings, need_models=False, check_gpu=False)
-            if problems:
-                raise RiseError("; ".join(problems))
-            build_models(settings)
-        elif args.command == "pretrain":
-            from rise.toy.pipeline import pretrain
-
-            log.info("pretrain %s -> %s", args.model, pretrain(settings, args.model))
-        elif args.command == "prepare-data":
-            from rise.data import prepare_dataset
-
-            for name in args.dataset or list(settings.datasets):
-                prepare_dataset(settings, name)
-        elif args.command == "sample-train":
-            from rise.sampling import sample_train_set
-
-            for name in args.train_set or list(settings.train_sets):
-                sample_train_set(settings, name)
-        elif args.command == "train":
-            from rise.train import train_variant
-
-            train_variant(settings, args.variant, seed=_run_seed(settings, args))
-        elif args.command == "predict":
-            from rise.predict import predict
-
-            seed = _run_seed(settings, args)
-            for name in _eval_sets(settings, args.eval_set):
-                predict(settings, args.variant, name, seed=seed, checkpoint=_checkpoint(settings, args))
-        elif args.command == "evaluate":
-            from rise.evaluate import evaluate
-
-            seed = _run_seed(settings, args)
-            for name in _eval_sets(settings, args.eval_set):
-                evaluate(settings, args.variant, name, seed=seed, checkpoint=_checkpoint(settings, args))
-        elif args.command == "sweep":
-            from rise.sweep import write_sweep
-
-            _known(settings.variants, args.variant, "variants")
-            log.info("sweep %s -> %s", args.variant, write_sweep(settings, args.variant))
-        elif args.command == "launch":
-            from rise.launch import launch
-
-            stage_args = ["--variant", args.variant, "--seed", str(_run_seed(settings, args))]
-            stage_args += ["--checkpoint", _checkpoint(settings, args)] if args.stage == "predict" else []
-            stage_args += [a for e in args.eval_set or [] for a in ("--eval-set", e)]
-            cli_args = ["--params", args.params, "--preset", settings.preset]
-            cli_args += ["--overrides", args.overrides] if args.overrides else []
-            cli_args += ["--log", args.log] if args.log else []
-            code = launch(settings, args.stage, stage_args, cli_args)
-            if code:
-                return code  # the stage has said why, in its log
-        elif args.command == "sweep-figure":
-            from rise.sweep import compare_figure
-
-            compare_figure(settings, settings.sweeps, settings.layout.figure("sweeps"))
-        elif args.command == "figure":
-            from rise.figures import qualitative_figure
-
-            q = settings.figures["qualitative"]
-            qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
-                               settings.layout.figure("qualitative"), q.get("sample_ids"), q.get("pick", "random"))
-        elif args.command == "show":
-            from rise.report import SHOW_WIDTH, table_markdown, write_markdown
-
-            for name in args.name or list(settings.tables):
-                _known(settings.tables, name, "tables")
-                if args.write:
-                    log.info("%s -> %s", name, write_markdown(settings, name))
-                else:
-                    print(table_markdown(settings, name, width=SHOW_WIDTH))
-        elif args.command == "dvc-yaml":
-            from rise.dvc_pipeline import write_or_check
-
-            stale = write_or_check(args.params, Path(args.params).parent, check=args.check)
-            if not stale:
-                print("every preset's dvc.yaml is up to date")
-            elif args.check:
-                print(f"out of date with {args.params}: {', '.join(map(str, stale))}; run `rise dvc-yaml`",
-                      file=sys.stderr)
-                return 2
-            else:
-                print(f"written from {args.params}: {', '.join(map(str, stale))}")
-        elif args.command == "cost":
-            from rise.cost import report
-
-            print(report(settings, args.targets))
-        elif args.command == "code":
-            from rise.fingerprints import STAGE_COMMANDS, code_fingerprint, project_library, write_code_fingerprints
-
-            library = project_library(Path.cwd())
-            commands = args.commands or list(STAGE_COMMANDS)
-            if args.write:
-                write_code_fingerprints(args.write, commands, library)
-            else:
-                for command in commands:
-                    fp = code_fingerprint([command], library)
-                    print(f"{command:14s} {fp['fingerprint']}  " + " ".join(fp["modules"]))
-        elif args.command == "check-data":
-            return check_data(settings)
-        elif args.command == "table":
-            from rise.tables import build_table
-
-            for name in args.name or list(settings.tables):
-                _known(settings.tables, name, "tables")
-                build_table(settings, name)
-    except RiseError as exc:
-        print(f"rise {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"rise {args.command}: error: {exc} (run the stage that makes it first)", file=sys.stderr)
-        return 2
-    log.info("rise %s done in %.1fs", args.command, time.perf_counter() - started)
-    return 0
-
-
-def check_data(settings) -> int:
-    """One line per dataset: what was found, or what is missing. Exit 2 if anything is missing."""
-    from rise.data import describe_dataset
-    from rise.errors import RiseError
-
-    missing = 0
-    for name in settings.datasets:
-        try:
-            info = describe_dataset(settings, name)
-            print(f"ok       {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-        except RiseError as exc:
-            missing += 1
-            print(f"MISSING  {name}: {exc}")
-    total = len(settings.datasets)
-    print(f"{total - missing} of {total} datasets of preset '{settings.preset}' found, {missing} missing"
-          + ("; where to get each and how to point params.yaml at it: docs/data.md" if missing else ""))
-    return 2 if missing else 0
-
+# ---------------------------------------------------------------------------------------- options
 
 def _eval_sets(settings, asked: list[str] | None) -> list[str]:
     """The datasets a predict/evaluate run covers (default: every one a table uses), each checked
@@ -362,6 +112,357 @@ def _known(mapping, key, where):
 
     if key not in mapping:
         raise ConfigError(f"'{key}' is not defined under {where} in params.yaml (known: {sorted(mapping)})")
+
+
+# --------------------------------------------------------------------------------------- commands
+
+def check_command(settings, args) -> int | None:
+    from rise.checks import preflight
+    from rise.memory import launch_report
+    from rise.tables import protocol_lines
+
+    for line in protocol_lines(settings) + launch_report(settings):  # before what this machine lacks
+        print(line)
+    problems = preflight(settings)
+    if problems:
+        print(f"preset '{settings.preset}' is not ready on this machine:", file=sys.stderr)
+        for line in problems:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
+    print(f"preset '{settings.preset}' is ready: {settings.description}")
+    return None
+
+
+def build_models_command(settings, args) -> None:
+    from rise.build import build_models
+    from rise.checks import preflight
+    from rise.errors import RiseError
+
+    # checking or building models needs no GPU: on a cluster this job runs on the CPU partition
+    problems = preflight(settings, need_models=False, check_gpu=False)
+    if problems:
+        raise RiseError("; ".join(problems))
+    build_models(settings)
+
+
+def pretrain_arguments(p) -> None:
+    p.add_argument("--model", required=True, choices=("clip", "sam2", "policy"))
+
+
+def pretrain_command(settings, args) -> None:
+    from rise.toy.pipeline import pretrain
+
+    log.info("pretrain %s -> %s", args.model, pretrain(settings, args.model))
+
+
+def prepare_data_arguments(p) -> None:
+    p.add_argument("--dataset", action="append")
+
+
+def prepare_data_command(settings, args) -> None:
+    from rise.data import prepare_dataset
+
+    for name in args.dataset or list(settings.datasets):
+        prepare_dataset(settings, name)
+
+
+def sample_train_arguments(p) -> None:
+    p.add_argument("--train-set", action="append")
+
+
+def sample_train_command(settings, args) -> None:
+    from rise.sampling import sample_train_set
+
+    for name in args.train_set or list(settings.train_sets):
+        sample_train_set(settings, name)
+
+
+def train_arguments(p) -> None:
+    _run_args(p, checkpoint=False)
+
+
+def train_command(settings, args) -> None:
+    from rise.train import train_variant
+
+    train_variant(settings, args.variant, seed=_run_seed(settings, args))
+
+
+def predict_arguments(p) -> None:
+    _run_args(p)
+    p.add_argument("--eval-set", action="append")
+
+
+def predict_command(settings, args) -> None:
+    from rise.predict import predict
+
+    seed = _run_seed(settings, args)
+    for name in _eval_sets(settings, args.eval_set):
+        predict(settings, args.variant, name, seed=seed, checkpoint=_checkpoint(settings, args))
+
+
+def evaluate_arguments(p) -> None:
+    _run_args(p)
+    p.add_argument("--eval-set", action="append")
+
+
+def evaluate_command(settings, args) -> None:
+    from rise.evaluate import evaluate
+
+    seed = _run_seed(settings, args)
+    for name in _eval_sets(settings, args.eval_set):
+        evaluate(settings, args.variant, name, seed=seed, checkpoint=_checkpoint(settings, args))
+
+
+def sweep_arguments(p) -> None:
+    p.add_argument("--variant", required=True)
+
+
+def sweep_command(settings, args) -> None:
+    from rise.sweep import write_sweep
+
+    _known(settings.variants, args.variant, "variants")
+    log.info("sweep %s -> %s", args.variant, write_sweep(settings, args.variant))
+
+
+def sweep_figure_command(settings, args) -> None:
+    from rise.sweep import compare_figure
+
+    compare_figure(settings, settings.sweeps, settings.layout.figure("sweeps"))
+
+
+def table_arguments(p) -> None:
+    p.add_argument("--name", action="append")
+
+
+def table_command(settings, args) -> None:
+    from rise.tables import build_table
+
+    for name in args.name or list(settings.tables):
+        _known(settings.tables, name, "tables")
+        build_table(settings, name)
+
+
+def launch_arguments(p) -> None:
+    p.add_argument("stage", choices=("train", "predict"))
+    _run_args(p)
+    p.add_argument("--eval-set", action="append")
+
+
+def launch_command(settings, args) -> int | None:
+    from rise.launch import launch
+
+    stage_args = ["--variant", args.variant, "--seed", str(_run_seed(settings, args))]
+    stage_args += ["--checkpoint", _checkpoint(settings, args)] if args.stage == "predict" else []
+    stage_args += [a for e in args.eval_set or [] for a in ("--eval-set", e)]
+    cli_args = ["--params", args.params, "--preset", settings.preset]
+    cli_args += ["--overrides", args.overrides] if args.overrides else []
+    cli_args += ["--log", args.log] if args.log else []
+    return launch(settings, args.stage, stage_args, cli_args) or None  # a failed stage has said why, in its log
+
+
+def show_arguments(p) -> None:
+    p.add_argument("--name", action="append")
+    p.add_argument("--write", action="store_true", help="write results/<preset>/<table>.md instead of printing")
+
+
+def show_command(settings, args) -> None:
+    from rise.report import SHOW_WIDTH, table_markdown, write_markdown
+
+    for name in args.name or list(settings.tables):
+        _known(settings.tables, name, "tables")
+        if args.write:
+            log.info("%s -> %s", name, write_markdown(settings, name))
+        else:
+            print(table_markdown(settings, name, width=SHOW_WIDTH))
+
+
+def figure_command(settings, args) -> None:
+    from rise.figures import qualitative_figure
+
+    q = settings.figures["qualitative"]
+    qualitative_figure(settings, q["variants"], q["dataset"], q["samples"],
+                       settings.layout.figure("qualitative"), q.get("sample_ids"), q.get("pick", "random"))
+
+
+def dvc_yaml_arguments(p) -> None:
+    p.add_argument("--check", action="store_true", help="only say whether they are up to date (exit 2 if not)")
+
+
+def dvc_yaml_command(settings, args) -> int | None:
+    from rise.dvc_pipeline import write_or_check
+
+    stale = write_or_check(args.params, Path(args.params).parent, check=args.check)
+    if not stale:
+        print("every preset's dvc.yaml is up to date")
+    elif args.check:
+        print(f"out of date with {args.params}: {', '.join(map(str, stale))}; run `rise dvc-yaml`", file=sys.stderr)
+        return 2
+    else:
+        print(f"written from {args.params}: {', '.join(map(str, stale))}")
+    return None
+
+
+def check_data_command(settings, args) -> int | None:
+    """One line per dataset: what was found, or what is missing. Exit 2 if anything is missing."""
+    from rise.data import describe_dataset
+    from rise.errors import RiseError
+
+    missing = 0
+    for name in settings.datasets:
+        try:
+            info = describe_dataset(settings, name)
+            print(f"ok       {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        except RiseError as exc:
+            missing += 1
+            print(f"MISSING  {name}: {exc}")
+    total = len(settings.datasets)
+    print(f"{total - missing} of {total} datasets of preset '{settings.preset}' found, {missing} missing"
+          + ("; where to get each and how to point params.yaml at it: docs/data.md" if missing else ""))
+    return 2 if missing else None
+
+
+def contracts_command(settings, args) -> None:
+    import rise.contracts
+
+    print(rise.contracts.__doc__)
+
+
+def cost_arguments(p) -> None:
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="table names, or all_tables")
+
+
+def cost_command(settings, args) -> None:
+    from rise.cost import report
+
+    print(report(settings, args.targets))
+
+
+def code_arguments(p) -> None:
+    p.add_argument("commands", nargs="*", metavar="COMMAND", help="commands of this CLI (default: the stages')")
+    p.add_argument("--write", metavar="DIR", help="write DIR/<command>.json instead of printing (DVC's code_fingerprints)")
+
+
+def code_command(settings, args) -> None:
+    from rise.fingerprints import STAGE_COMMANDS, code_fingerprint, project_library, write_code_fingerprints
+
+    library = project_library(Path.cwd())
+    commands = args.commands or list(STAGE_COMMANDS)
+    if args.write:
+        write_code_fingerprints(args.write, commands, library)
+    else:
+        for command in commands:
+            fp = code_fingerprint([command], library)
+            print(f"{command:14s} {fp['fingerprint']}  " + " ".join(fp["modules"]))
+
+
+def claim_arguments(p) -> None:
+    p.add_argument("table", help="a toy table the workflow wrote, e.g. results/toy/table4.csv")
+    p.add_argument("--metric", default="gIoU", choices=["gIoU", "cIoU"])
+    p.add_argument("--margin", type=float, default=2.0, help="in seed standard deviations")
+
+
+def claim_command(settings, args) -> int | None:
+    from rise.toy.claim import check_claim, report
+
+    records = check_claim(args.table, settings.variants, args.metric, args.margin)
+    print(report(records, args.metric, args.margin))
+    return None if all(r["met"] for r in records) else 1
+
+
+# ------------------------------------------------------------------------------------------- table
+
+@dataclass(frozen=True)
+class Command:
+    """One `rise` command: its function, its options and its one-line help."""
+
+    run: Callable  # (settings, args) -> exit code, None for 0
+    help: str
+    arguments: Callable | None = None  # (subparser) -> None
+    reads_settings: bool = True  # False: runs without a params file
+
+
+COMMANDS: dict[str, Command] = {
+    "check": Command(check_command, "validate params.yaml and check that the preset's models, data and GPU exist"),
+    "build-models": Command(build_models_command,
+                            "build the demo models offline, or check the preset's models are available"),
+    "pretrain": Command(pretrain_command, "pretrain one of the toy world's models from scratch "
+                        "(presets.<preset>.pretrain)", pretrain_arguments),
+    "prepare-data": Command(prepare_data_command, "write the evaluation manifest of datasets (default: all)",
+                            prepare_data_arguments),
+    "sample-train": Command(sample_train_command, "sample training pairs into a manifest (default: all train sets)",
+                            sample_train_arguments),
+    "train": Command(train_command, "GRPO-train one run of a variant (resumes from its latest checkpoint)",
+                     train_arguments),
+    "predict": Command(predict_command, "policy + SAM2 predictions of a variant (default: all evaluated datasets)",
+                       predict_arguments),
+    "evaluate": Command(evaluate_command, "gIoU/cIoU of a variant's predictions", evaluate_arguments),
+    "sweep": Command(sweep_command, "gIoU/cIoU against training step for every saved checkpoint (CSV + PNG)",
+                     sweep_arguments),
+    "sweep-figure": Command(sweep_figure_command, "the sweeps listed under `sweeps` on shared axes (figures/sweeps.png)"),
+    "table": Command(table_command, "write paper tables (default: all)", table_arguments),
+    "launch": Command(launch_command, "run a GPU stage on reserved GPUs (CUDA_VISIBLE_DEVICES), under accelerate "
+                      "launch when it trains on several; what Snakemake and DVC call", launch_arguments),
+    "show": Command(show_command, "print paper tables (paper / ours / difference) from their CSVs (default: all)",
+                    show_arguments),
+    "figure": Command(figure_command, "the qualitative figure (figures.qualitative in params.yaml)"),
+    "dvc-yaml": Command(dvc_yaml_command, "write each preset's dvc.yaml from params.yaml (DVC's stages = Snakemake's "
+                        "jobs)", dvc_yaml_arguments),
+    "check-data": Command(check_data_command, "say per dataset what was found on disk, or exactly what is missing"),
+    "contracts": Command(contracts_command, "print the schemas of the files passed between stages",
+                         reads_settings=False),
+    "cost": Command(cost_command, "projected GPU hours of tables, from the planned jobs and "
+                    "benchmarks/measurements.yaml", cost_arguments),
+    "code": Command(code_command, "the code fingerprint of each command: what a stage reruns for "
+                    "(rise/fingerprints.py)", code_arguments),
+    "claim": Command(claim_command, "do a toy table's R_sem rows beat Format-only and the base by more than "
+                     "--margin seed standard deviations? (exit 1 if not; rise/toy/claim.py)", claim_arguments),
+}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rise", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
+    parser.add_argument("--preset", default=None, help="preset to use (default: the file's `preset`)")
+    parser.add_argument("--log", default=None, help="also write the log to this file")
+    parser.add_argument("--overrides", default=None, metavar="JSON",
+                        help="settings merged over the params file, as a JSON mapping (Snakemake passes its "
+                             "--config values here)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help)
+        if command.arguments:
+            command.arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    _setup_logging(args.log, models=args.command in MODEL_COMMANDS)
+
+    from rise.config import load_settings
+    from rise.errors import RiseError
+
+    command = COMMANDS[args.command]
+    started = time.perf_counter()
+    try:
+        settings = None
+        if command.reads_settings:
+            settings = load_settings(args.params, args.preset, overrides=_parse_overrides(args.overrides))
+            from rise.kernels import pin_cpu_kernels
+
+            pin_cpu_kernels(settings.cpu_kernels)  # before any stage imports torch
+        code = command.run(settings, args)
+    except RiseError as exc:
+        print(f"rise {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"rise {args.command}: error: {exc} (run the stage that makes it first)", file=sys.stderr)
+        return 2
+    if code:
+        return code
+    if command.reads_settings:
+        log.info("rise %s done in %.1fs", args.command, time.perf_counter() - started)
+    return 0
 
 
 if __name__ == "__main__":

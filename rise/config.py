@@ -1,7 +1,9 @@
-"""params.yaml: loading, validation, preset resolution and the file layout of a run.
+"""params.yaml: loading, validation and preset resolution, into `Settings`.
 
 Every stage, the Snakefile and the DVC stages go through `load_settings`, so a malformed file fails
-the same way everywhere, with the setting named.
+the same way everywhere, with the setting named. The schema (workflow/schemas/params.schema.yaml)
+validates the file; `TrainSettings` and `PredictSettings` document the sections code reads most.
+Where files go: rise/layout.py; which jobs the settings plan: rise/plan.py.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import yaml
 
 from rise.errors import ConfigError
+from rise.layout import FINAL, Layout
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -29,6 +32,59 @@ def deep_merge(base: dict, override: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _help(text: str, **default) -> Any:
+    return field(metadata={"help": text}, **default)
+
+
+@dataclass
+class TrainSettings:
+    """The `train` section (with the preset's `overrides.train` merged): GRPO as the train stage runs it
+    (rise/train.py:grpo_kwargs maps it onto TRL's GRPOConfig). Every field without a default is
+    required by the schema."""
+
+    num_generations: int = _help("completions sampled per prompt (a GRPO group; the paper: 8)")
+    prompts_per_step: int = _help("prompts per optimiser update; x num_generations completions")
+    learning_rate: float = _help("AdamW learning rate (the paper: 1e-6)")
+    lr_scheduler: str = _help("transformers' lr_scheduler_type")
+    weight_decay: float = _help("AdamW weight decay")
+    beta: float = _help("KL coefficient against the frozen reference (0: no reference is loaded)")
+    epsilon: float = _help("PPO clip ratio")
+    max_grad_norm: float = _help("gradient clipping")
+    temperature: float = _help("sampling temperature of the completions")
+    num_epochs: float = _help("passes over the training set (when max_steps is -1)")
+    max_steps: int = _help("optimiser updates; -1: num_epochs over the training set")
+    max_completion_length: int = _help("tokens per completion")
+    save_steps: int = _help("a checkpoint every this many updates (the sweeps read them)")
+    loss_type: str = _help("TRL's loss normalisation: grpo | dapo | dr_grpo | bnpo")
+    bf16: bool = _help("bf16 compute (GPU); the trained policy keeps fp32 master weights")
+    gradient_checkpointing: bool = _help("recompute activations in the backward pass")
+    per_device_batch_size: int = _help("completions per GPU per forward; accumulation makes up the update")
+    repetition_penalty: float = _help("sampling penalty during training")
+    entropy_coef: float = _help("entropy bonus (Seg-Zero's actor: 1e-3)")
+    top_entropy_quantile: float = _help("share of tokens trained, by entropy (1: all)")
+    json_single_quotes: bool = _help("R_seg/R_sem also read single-quoted JSON answers")
+    semantic_scale: str = _help("R_sem as the cosine (eq. 5) or as (1 + cosine) / 2 (`unit`)")
+    save_total_limit: int = _help("trainer checkpoints kept (with optimiser state)")
+    vllm_gpu_memory_utilization: float = _help("share of each GPU a colocated vLLM engine may take")
+    seeds: list[int] = _help("one training run per seed; tables show mean and std over them")
+    attn_implementation: str = _help("attention kernels of the policy and its reference: sdpa | eager | "
+                                     "flash_attention_2")
+    encode_images_once: bool = _help("the vision tower runs once per distinct image of a batch")
+    use_vllm: bool = _help("generate with vLLM (colocate mode; GPU, the vLLM environment)", default=False)
+
+
+@dataclass
+class PredictSettings:
+    """The `predict` section: how the policy answers and SAM2 turns an answer into a mask."""
+
+    max_new_tokens: int = _help("tokens of each answer")
+    batch_size: int = _help("prompts per generate call")
+    repetition_penalty: float = _help("greedy decoding's penalty (Qwen2.5-VL's generation config: 1.05)")
+    multimask: str = _help("which of SAM2's masks is kept: best_score | first | single")
+    backend: str = _help("hf (transformers generate) | vllm (GPU, the vLLM environment)", default="hf")
+
 
 
 @dataclass(frozen=True)
@@ -49,106 +105,6 @@ class Variant:
                 "rewards": list(self.rewards), "cot": self.cot, "points": self.points}
 
 
-FINAL = "final"  # the checkpoint a training run ends with; the others are `step<N>` (rise/sweep.py)
-
-
-@dataclass
-class Layout:
-    """Where each stage reads and writes; relative to the project root. See rise/contracts.py.
-
-    A trained variant is run once per seed (`train.seeds`); a run's files lie under
-    `<variant>/seed<k>/`, and its predictions and metrics under `<variant>/seed<k>/<checkpoint>/`
-    (`final`, or `step<N>` for a checkpoint sweep). `seed=None` means the first seed."""
-
-    preset: str
-    root: Path = field(default_factory=lambda: Path("."))
-    primary_seed: int = 0
-
-    @property
-    def run_dir(self) -> Path:
-        return self.root / "runs" / self.preset
-
-    def run_name(self, variant: str, seed: int | None) -> Path:
-        return Path(variant) / f"seed{self.primary_seed if seed is None else seed}"
-
-    def models_dir(self) -> Path:
-        return self.run_dir / "models"
-
-    def models_manifest(self) -> Path:
-        return self.models_dir() / "models.json"
-
-    def dataset_manifest(self, dataset: str) -> Path:
-        return self.run_dir / "data" / f"{dataset}.jsonl"
-
-    def dataset_images(self, dataset: str) -> Path:
-        return self.run_dir / "data" / "images" / dataset
-
-    def train_manifest(self, train_set: str) -> Path:
-        return self.run_dir / "train" / f"{train_set}.jsonl"
-
-    def checkpoint_dir(self, variant: str, seed: int | None = None) -> Path:
-        return self.run_dir / "checkpoints" / self.run_name(variant, seed)
-
-    def train_curves(self, variant: str, seed: int | None = None) -> Path:
-        """Per-step training metrics (CSV, for `dvc plots`); the PNG lies beside it."""
-        return self.run_dir / "curves" / f"{variant}-seed{self.primary_seed if seed is None else seed}.csv"
-
-    def policy_ref(self, variant: str, seed: int | None = None) -> Path:
-        """The run's policy and its saved checkpoints (rise/train.py writes it when training ends)."""
-        return self.checkpoint_dir(variant, seed) / "policy.json"
-
-    def _scored(self, kind: str, variant: str, seed: int | None, checkpoint: str) -> Path:
-        return self.run_dir / kind / self.run_name(variant, seed) / checkpoint
-
-    def predictions(self, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
-        return self._scored("predictions", variant, seed, checkpoint) / f"{eval_set}.jsonl"
-
-    def prediction_environment(self, variant: str, eval_set: str, seed: int | None = None,
-                               checkpoint: str = FINAL) -> Path:
-        """The software and GPU that made the predictions' masks (rise/provenance.py)."""
-        return self._scored("predictions", variant, seed, checkpoint) / f"{eval_set}.env.json"
-
-    def metrics(self, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
-        return self._scored("metrics", variant, seed, checkpoint) / f"{eval_set}.json"
-
-    def sample_scores(self, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
-        return self._scored("scores", variant, seed, checkpoint) / f"{eval_set}.samples.csv"
-
-    def metrics_provenance(self, variant: str, eval_set: str, seed: int | None = None,
-                           checkpoint: str = FINAL) -> Path:
-        """What the metrics file's numbers came from (settings, software, weights): outside
-        `metrics/`, which holds numbers alone (`dvc metrics show` lists that folder)."""
-        return self._scored("scores", variant, seed, checkpoint) / f"{eval_set}.provenance.json"
-
-    def sweep(self, variant: str) -> Path:
-        """gIoU/cIoU of every saved checkpoint of every seed (CSV; the PNG lies beside it)."""
-        return self.root / "results" / self.preset / "sweeps" / f"{variant}.csv"
-
-    def figure(self, name: str) -> Path:
-        return self.root / "results" / self.preset / "figures" / f"{name}.png"
-
-    def table(self, name: str) -> Path:
-        return self.root / "results" / self.preset / f"{name}.csv"
-
-    def logs(self, stage: str, name: str) -> Path:
-        return self.run_dir / "logs" / stage / f"{name}.log"
-
-
-@dataclass(frozen=True)
-class Need:
-    """One metrics file a table or sweep reads: a variant's run (seed) at a checkpoint, on a dataset."""
-
-    variant: str
-    seed: int
-    checkpoint: str
-    dataset: str
-
-    @property
-    def key(self) -> str:
-        """The job's name in both engines (DVC stage item, log file)."""
-        return f"{self.variant}-seed{self.seed}-{self.checkpoint}-{self.dataset}"
-
-
 @dataclass
 class Settings:
     """params.yaml with the chosen preset applied."""
@@ -166,8 +122,8 @@ class Settings:
     datasets: dict
     train_sets: dict
     image: dict
-    train: dict
-    predict: dict
+    train: TrainSettings
+    predict: PredictSettings
     evaluate: dict
     variants: dict[str, Variant]
     tables: dict
@@ -201,23 +157,23 @@ class Settings:
 
     def seeds(self, variant: str) -> list[int]:
         """The runs of a variant: one per training seed (`train.seeds`); a zero-shot variant has one."""
-        seeds = self.train["seeds"]
+        seeds = self.train.seeds
         return list(seeds) if self.variants[variant].train else [seeds[0]]
 
     def train_steps(self, variant: str) -> int:
         """Optimisation steps of one training run: `max_steps`, or the complete groups of prompts in
         the training set times the epochs (TRL's sampler drops an incomplete last group)."""
         t = self.train
-        if t["max_steps"] > 0:
-            return t["max_steps"]
+        if t.max_steps > 0:
+            return t.max_steps
         n = self.train_sets[self.variants[variant].train_set]["n"]
-        return (n // t["prompts_per_step"]) * t["num_epochs"]
+        return (n // t.prompts_per_step) * t.num_epochs
 
     def checkpoints(self, variant: str) -> list[str]:
         """The checkpoints a run keeps for sweeps: `step<N>` every `save_steps`, then `final`."""
         if not self.variants[variant].train:
             return [FINAL]
-        total, every = self.train_steps(variant), self.train["save_steps"]
+        total, every = self.train_steps(variant), self.train.save_steps
         return [f"step{k}" for k in range(every, total, every)] + [FINAL]
 
     def table_selection(self, table: str) -> str | None:
@@ -229,37 +185,6 @@ class Settings:
     def table_datasets(self, table: str) -> list[str]:
         return list(dict.fromkeys(d for d, _ in self.tables[table]["columns"]))
 
-    def table_needs(self, table: str) -> list[Need]:
-        """Every metrics file a table reads: each row's runs (seeds) at the final checkpoint, or at
-        every checkpoint and on the selection dataset too when the table picks the best one."""
-        select = self.table_selection(table)
-        sets = self.table_datasets(table) + ([select] if select and select not in self.table_datasets(table) else [])
-        needs = []
-        for row in self.tables[table]["rows"]:
-            v = row["variant"]
-            for seed in self.seeds(v):
-                for ckpt in (self.checkpoints(v) if select else [FINAL]):
-                    needs += [Need(v, seed, ckpt, d) for d in sets]
-        return needs
-
-    def sweep_datasets(self, variant: str) -> list[str]:
-        """The datasets of every table that has the variant in a row."""
-        return list(dict.fromkeys(d for name, t in self.tables.items() if any(r["variant"] == variant for r in t["rows"])
-                                  for d in self.table_datasets(name)))
-
-    def sweep_needs(self, variant: str) -> list[Need]:
-        """A checkpoint sweep: every saved checkpoint of every seed on every dataset of the variant's tables."""
-        return [Need(variant, seed, ckpt, d) for seed in self.seeds(variant) for ckpt in self.checkpoints(variant)
-                for d in self.sweep_datasets(variant)]
-
-    def all_needs(self) -> list[Need]:
-        """What the tables, the listed sweeps and the figure read, each once, in a stable order."""
-        needs = [n for t in self.tables for n in self.table_needs(t)]
-        needs += [n for v in self.sweeps for n in self.sweep_needs(v)]
-        q = self.figures.get("qualitative")
-        needs += [Need(v, self.seeds(v)[0], FINAL, q["dataset"]) for v in (q["variants"] if q else [])]
-        return list(dict.fromkeys(needs))
-
     def provenance(self) -> dict:
         """What made a result: recorded in every metrics and table file."""
         return {"preset": self.preset, "description": self.description,
@@ -267,39 +192,6 @@ class Settings:
                 "datasets": self.datasets, "train_sets": self.train_sets, "params_file": str(self.source),
                 **({"overrides": self.overrides} if self.overrides else {})}
 
-    def stage_settings(self, stage: str, name: str | None = None, dataset: str | None = None,
-                       seed: int | None = None) -> str:
-        """A canonical JSON string of what a stage's output depends on (Snakemake reruns when it changes).
-        A training run depends on its own seed, not on the list of seeds."""
-        parts: dict[str, Any] = {"preset": self.preset, "seed": self.seed}
-        if self.cpu_kernels != "native":  # other kernels, other bits (rise/kernels.py)
-            parts["cpu_kernels"] = self.cpu_kernels
-        variant = name
-        if stage == "train":
-            v = self.variants[variant]
-            train = {k: val for k, val in self.train.items() if k != "seeds"} if v.train else None
-            parts.update(variant=v.as_dict(), train=train, image=self.image, policy=self.policy_ref(variant),
-                         clip=self.models["clip"] if v.train else None,
-                         train_seed=self.seeds(variant)[0] if seed is None else seed)
-        elif stage == "predict":
-            v = self.variants[variant]
-            parts.update(predict=self.predict, image=self.image, sam2=self.models["sam2"], cot=v.cot, points=v.points,
-                         answer=self.evaluate.get("answer"),
-                         eval_prompt=self.datasets[dataset].get("eval_prompt", "segzero") if dataset else None)
-        elif stage == "evaluate":
-            parts.update(evaluate=self.evaluate)
-        elif stage == "data":
-            parts.update(dataset=self.datasets[variant])
-        elif stage == "sample":
-            parts.update(train_set=self.train_sets[variant])
-        elif stage == "pretrain":
-            model = {"clip": self.models["clip"], "sam2": self.models["sam2"],
-                     "policy": self.models["policies"]}[variant]
-            parts.update(pretrain=(self.pretrain or {}).get(variant), pretrain_seed=(self.pretrain or {}).get("seed"),
-                         model=model, image=self.image)
-        elif stage == "models":
-            parts.update(models=self.models, image=self.image, warm_up_steps=self.warm_up_steps)
-        return json.dumps(parts, sort_keys=True)
 
 
 def _format_path(path) -> str:
@@ -478,8 +370,8 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
         build_demo_models=p.get("build_demo_models", False), cpu_kernels=p.get("cpu_kernels", "native"),
         warm_up_steps=p.get("warm_up_steps", 0), launch=p.get("launch", {"gpus": 1}),
         resources=p["resources"],        models=p["models"], datasets=p["datasets"],
-        train_sets=p["train_sets"], image=effective["image"], train=effective["train"],
-        predict=effective["predict"], evaluate=effective["evaluate"], variants=variants,
+        train_sets=p["train_sets"], image=effective["image"], train=TrainSettings(**effective["train"]),
+        predict=PredictSettings(**effective["predict"]), evaluate=effective["evaluate"], variants=variants,
         tables=tables, figures=raw.get("figures", {}), pretrain=p.get("pretrain"), table_note=p.get("table_note", ""), sweeps=list(raw.get("sweeps", [])), source=Path(source),
         overrides=overrides or {},
         layout=Layout(preset, Path(root) if root else Path("."), primary_seed=effective["train"]["seeds"][0]),

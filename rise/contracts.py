@@ -1,6 +1,7 @@
 """The files that pass between stages: their schemas, atomic writers and readers. One place.
 
-All paths are laid out by `rise.config.Layout` (runs/<preset>/...). JSONL files hold one JSON
+All paths are laid out by `rise.layout.Layout` (runs/<preset>/...; tests/test_architecture.py
+holds this catalogue to it). JSONL files hold one JSON
 object per line. Masks are COCO RLE: {"size": [height, width], "counts": "<compressed string>"}.
 
 Evaluation manifest   runs/<preset>/data/<dataset>.jsonl           (stage: prepare-data)
@@ -17,20 +18,20 @@ Training manifest     runs/<preset>/train/<train_set>.jsonl         (stage: samp
     sample_id, image, instruction, dataset, source_id. No geometry: a mask, box or point here
     is refused (RISE trains on image-instruction pairs alone).
 
-Policy reference      runs/<preset>/checkpoints/<variant>/policy.json  (stage: train)
+Policy reference      runs/<preset>/checkpoints/<variant>/seed<k>/policy.json  (stage: train)
     {"variant", "policy": model folder or Hub id to load, "base": the untrained policy,
      "trained": bool, "steps": int, "provenance": {...},
      "fingerprints": {"base", "clip" (the reward's CLIP; null untrained), "policy" (trained: final)}}
 
-Training curves       runs/<preset>/curves/<variant>.csv (+ .png)        (stage: train)
+Training curves       runs/<preset>/curves/<variant>-seed<k>.csv (+ .png)        (stage: train)
     one row per optimisation step as TRL logs it: step, reward, rewards/<term>/mean, kl,
     completions/mean_length, step_time, ... (empty for a variant that is not trained)
 
-Predictions           runs/<preset>/predictions/<variant>/<dataset>.jsonl  (stage: predict)
+Predictions           runs/<preset>/predictions/<variant>/seed<k>/<checkpoint>/<dataset>.jsonl  (stage: predict)
     sample_id, raw_text (the policy's whole output), parse_ok bool, parse_error str|null,
     box [x1,y1,x2,y2] | null and points [[x,y],[x,y]] | null in ORIGINAL image pixels,
     mask RLE|null (SAM2 output), sam_score float|null, think_chars int
-    beside it <dataset>.env.json: the software and hardware (rise/provenance.py) and
+    beside it, <dataset>.env.json: the software and hardware (rise/provenance.py) and
     "models": {"policy", "sam2"}, the fingerprints of the weights used (rise/fingerprints.py)
 
 Metrics               runs/<preset>/metrics/<variant>/seed<k>/<checkpoint>/<dataset>.json   (stage: evaluate)
@@ -51,6 +52,10 @@ Table                 results/<preset>/<table>.csv                        (stage
 Table metrics         results/<preset>/<table>.json                       (stage: table)
     {variant: {"seeds": int, <dataset>: {<metric>: mean, "<metric> std": std|null}}}: the table
     as `dvc metrics show` and `dvc metrics diff` read it.
+
+Checkpoint sweep      results/<preset>/sweeps/<variant>.csv (+ .png)      (stage: sweep)
+    variant, seed, checkpoint, step, dataset, gIoU, cIoU, samples, failed parses: one row per
+    saved checkpoint of every seed on every dataset of the variant's tables.
 
 Qualitative figure    results/<preset>/figures/qualitative.png            (stage: figure)
 """

@@ -16,6 +16,7 @@ import yaml
 
 from rise.config import PROJECT_ROOT, Settings
 from rise.errors import ConfigError
+from rise.plan import table_needs
 
 MEASUREMENTS = PROJECT_ROOT / "benchmarks" / "measurements.yaml"
 
@@ -32,9 +33,9 @@ def _needs(settings: Settings, targets: list[str]):
     needs = []
     for target in targets:
         if target == "all_tables":
-            needs += [n for t in settings.tables for n in settings.table_needs(t)]
+            needs += [n for t in settings.tables for n in table_needs(settings, t)]
         elif target in settings.tables:
-            needs += settings.table_needs(target)
+            needs += table_needs(settings, target)
         else:
             raise ConfigError(f"cost: '{target}' is not a table of preset '{settings.preset}' "
                               f"(known: {sorted(settings.tables)}, or all_tables)")
@@ -58,7 +59,7 @@ def project(settings: Settings, targets: list[str], measurements: Path = MEASURE
     by_size: dict[str, list] = {}
     for variant, seed in runs:
         by_size.setdefault(settings.variants[variant].policy, []).append((variant, seed))
-    tokens = settings.train["max_completion_length"]
+    tokens = settings.train.max_completion_length
     for size, size_runs in sorted(by_size.items()):
         steps = sum(settings.train_steps(v) for v, _ in size_runs)
         step = (figures.get("train_step") or {}).get(size)

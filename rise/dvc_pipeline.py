@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from rise.config import Settings, load_settings, read_params
+from rise.plan import all_needs, sweep_needs, table_needs
 
 HEADER = """\
 # GENERATED from params.yaml by `rise dvc-yaml` (rise/dvc_pipeline.py): do not edit by hand;
@@ -49,7 +50,7 @@ def pipeline_file(raw: dict, preset: str) -> Path:
 
 def _jobs(settings: Settings) -> dict:
     """What the pipeline runs for a preset, as Snakemake's `all_tables all_sweeps <figure>`."""
-    needs = settings.all_needs()
+    needs = all_needs(settings)
     used = list(dict.fromkeys(n.variant for n in needs))
     runs = {f"{v}-seed{seed}": {"variant": v, "seed": seed} for v in used for seed in settings.seeds(v)}
     train_sets = sorted({settings.variants[n].train_set for n in used if settings.variants[n].train})
@@ -229,7 +230,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
         stages[name] = {
             "cmd": [f"{rise('table', name)} table --name {name}", f"{rise('table', name)} show --write --name {name}"],
             "params": params(f"tables.{name}", "train.seeds", f"{P}.overrides.train.seeds"),
-            "deps": metrics_deps(s.table_needs(name)),
+            "deps": metrics_deps(table_needs(s, name)),
             "outs": [in_git(f"results/{preset}/{name}.csv"), in_git(f"results/{preset}/{name}.md"),
                      in_git(f"results/{preset}/{name}.html"), in_git(f"results/{preset}/{name}.json")],
         }
@@ -238,7 +239,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             "cmd": f"{rise('sweep', v)} sweep --variant {v}",
             "params": params("sweeps", "train.seeds", f"{P}.overrides.train.seeds", "train.save_steps",
                              f"{P}.overrides.train.save_steps"),
-            "deps": metrics_deps(s.sweep_needs(v)) + [f"{RUN}/checkpoints/{v}/seed{k}" for k in s.seeds(v)],
+            "deps": metrics_deps(sweep_needs(s, v)) + [f"{RUN}/checkpoints/{v}/seed{k}" for k in s.seeds(v)],
             "outs": [f"results/{preset}/sweeps/{v}.csv"],
             "plots": [f"results/{preset}/sweeps/{v}.png"],
         }
@@ -338,7 +339,7 @@ def render(params_file: str | Path = "params.yaml", preset: str | None = None) -
     raw = read_params(params_file)
     preset = preset or raw["preset"]
     root = pipeline_file(raw, preset) == Path("dvc.yaml")
-    seed = load_settings(params_file, preset).train["seeds"][0]
+    seed = load_settings(params_file, preset).train.seeds[0]
     target = "" if root else f" {pipeline_file(raw, preset)}"
     stage = "" if root else f"{pipeline_file(raw, preset)}:"
     header = HEADER.format(

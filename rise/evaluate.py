@@ -6,7 +6,8 @@ import io
 import logging
 from pathlib import Path
 
-from rise.config import FINAL, Settings
+from rise.config import Settings
+from rise.layout import FINAL
 from rise.contracts import atomic_write_text, decode_mask, load_eval_manifest, read_json, read_jsonl, write_json
 from rise.errors import DataError
 from rise.metrics import intersection_union, summarize

@@ -1,8 +1,9 @@
 """Fingerprints: what a result depends on beyond its settings, the code a stage runs and the weights
 of the models it used. One place for both.
 
-Code. Every stage is a `rise <command>` call (rise/cli.py); it runs that command's branch of
-`rise.cli.main`, the cli helpers the branch calls, and every `rise` module those import,
+Code. Every stage is a `rise <command>` call (rise/cli.py); it runs that command's entry of
+`rise.cli.COMMANDS`, the cli functions the entry names, what `main` runs for every command, and
+every `rise` module those import,
 transitively (imports inside functions count: they run when the function does; importing
 `rise.data.hf` runs `rise/data/__init__.py` too). The modules are found from the import graph, so
 a new module or import is picked up without a list being edited. Each module counts by its
@@ -112,82 +113,52 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:SHORT]
 
 
-def _command_of(test: ast.expr) -> str | None:
-    """'train' for the test `args.command == "train"`."""
-    if (isinstance(test, ast.Compare) and isinstance(test.left, ast.Attribute) and test.left.attr == "command"
-            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)):
-        return test.comparators[0].value
-    return None
+def _referenced(roots: list[ast.AST], functions: dict[str, ast.FunctionDef], known: set[str]) -> list[str]:
+    """The module's functions that `roots` name (called or passed), and those they name, transitively,
+    leaving out `known`."""
+    found, todo = [], list(roots)
+    while todo:
+        for n in ast.walk(todo.pop()):
+            if isinstance(n, ast.Name) and n.id in functions and n.id not in found and n.id not in known:
+                found.append(n.id)
+                todo.append(functions[n.id])
+    return found
 
 
-def _configures_parser(stmt: ast.stmt) -> bool:
-    """`p.add_argument(...)` or `_run_args(p, ...)`: a line of the subparser last added."""
-    call = stmt.value if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) else None
-    if call is None:
-        return False
-    func = call.func
-    return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "p") or \
-        (isinstance(func, ast.Name) and bool(call.args) and isinstance(call.args[0], ast.Name) and call.args[0].id == "p")
-
-
-def cli_branches(source: str | Path = LIBRARY) -> tuple[dict[str, list[ast.stmt]], ast.FunctionDef, ast.Module]:
-    """rise/cli.py's `main` split into each command's branch (with its subparser's lines), and `main`
-    with the branches and every subparser removed."""
-    import copy
-
+def cli_parts(source: str | Path = LIBRARY) -> tuple[dict[str, list[ast.AST]], list[ast.AST], ast.Module]:
+    """rise/cli.py split into what each command alone runs (its entry of `COMMANDS` and the functions
+    that entry names, transitively) and what every command runs (the module's other statements,
+    `main` and what it names)."""
     tree = _tree(Path(source) / "cli.py")
-    main = copy.deepcopy(next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"))
-    branches: dict[str, list[ast.stmt]] = {}
-    parsers: dict[str, list[ast.stmt]] = {}
-    common, current = [], None
-    for stmt in main.body:  # each command's own parser lines go with its branch
-        named = [n.args[0].value for n in ast.walk(stmt) if isinstance(n, ast.Call)
-                 and isinstance(n.func, ast.Attribute) and n.func.attr == "add_parser"
-                 and n.args and isinstance(n.args[0], ast.Constant)]
-        current = named[0] if named else current if _configures_parser(stmt) else None
-        (parsers.setdefault(current, []) if current else common).append(stmt)
-    main.body = common
-
-    class Branches(ast.NodeTransformer):  # take each `if/elif args.command == ...` out of main
-        def visit_If(self, node):
-            command = _command_of(node.test)
-            if command is None:
-                return self.generic_visit(node)
-            branches[command] = parsers.get(command, []) + node.body
-            rest = [self.visit(n) for n in node.orelse]  # the next `elif`, or a final `else`
-            return [n for r in rest for n in (r if isinstance(r, list) else [r]) if n is not None] or None
-
-    Branches().visit(main)  # what is left of main runs for every command
-    return branches, main, tree
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    table = next(n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                 and any(isinstance(t, ast.Name) and t.id == "COMMANDS"
+                         for t in (n.targets if isinstance(n, ast.Assign) else [n.target])))
+    entries = {k.value: v for k, v in zip(table.value.keys, table.value.values)}
+    rest = [n for n in tree.body if not isinstance(n, ast.FunctionDef) and n is not table]
+    common_names = _referenced([*rest, functions["main"]], functions, set()) + ["main"]
+    common = [*rest, *(functions[name] for name in sorted(set(common_names)))]
+    own = {command: [entry, *(functions[name] for name in sorted(_referenced([entry], functions, set(common_names))))]
+           for command, entry in entries.items()}
+    return own, common, tree
 
 
 def command_modules(command: str, source: str | Path = LIBRARY) -> dict[str, str]:
-    """The code `rise <command>` runs, as {part: normalised code}: `rise.cli:main` (main without the
-    commands' branches and subparsers), `rise.cli:<command>` (its subparser, its branch and the cli
-    helpers they call) and
+    """The code `rise <command>` runs, as {part: normalised code}: `rise.cli:main` (what runs for
+    every command), `rise.cli:<command>` (its entry of `COMMANDS` and the functions it names) and
     every `rise` module imported from them, transitively."""
     source = Path(source)
     modules = library_modules(source)
-    branches, main, tree = cli_branches(source)
-    if command not in branches:
+    own, common, tree = cli_parts(source)
+    if command not in own:
         from rise.errors import ConfigError
 
-        raise ConfigError(f"rise/cli.py has no command '{command}' (commands: {sorted(branches)})")
-    helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name != "main"}
-    body = ast.Module(body=list(branches[command]), type_ignores=[])
-    called, todo = [], [body, main]
-    while todo:  # the cli helpers the branch (or main) calls, and those they call
-        for n in ast.walk(todo.pop()):
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in helpers \
-                    and n.func.id not in called:
-                called.append(n.func.id)
-                todo.append(helpers[n.func.id])
-    cli_module = ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)], type_ignores=[])
-    parts = {"rise.cli:main": normalised_code(cli_module) + "\n" + normalised_code(main),
-             f"rise.cli:{command}": "\n".join(normalised_code(n) for n in [body, *(helpers[h] for h in sorted(called))])}
+        raise ConfigError(f"rise/cli.py has no command '{command}' (commands: {sorted(own)})")
+    parts = {"rise.cli:main": "\n".join(normalised_code(n) for n in common),
+             f"rise.cli:{command}": "\n".join(normalised_code(n) for n in own[command])}
     seen: set[str] = set()
     todo_modules = set()
-    for node in (cli_module, main, body, *(helpers[h] for h in called)):
+    for node in (*common, *own[command]):
         todo_modules |= _imported(node, "rise.cli", False, modules)
     while todo_modules:
         name = todo_modules.pop()

@@ -102,16 +102,16 @@ def launch_report(settings) -> list[str]:
             continue
         gpus = max(settings.train_gpus(name) for name, v in settings.variants.items() if v.train and v.policy == size)
         stage = launch_zero_stage(config) if gpus > 1 else None
-        e = estimate_train_memory(size, gpus=gpus, zero_stage=stage, micro_batch=t["per_device_batch_size"],
-                                  checkpointing=t["gradient_checkpointing"],
-                                  completion_tokens=t["max_completion_length"])
+        e = estimate_train_memory(size, gpus=gpus, zero_stage=stage, micro_batch=t.per_device_batch_size,
+                                  checkpointing=t.gradient_checkpointing,
+                                  completion_tokens=t.max_completion_length)
         launch = f"{gpus} GPU(s), " + (f"ZeRO-{stage}" if stage else "data parallel, fp32 master weights")
         verdict = "fits" if e["total_gib"] <= capacity else "DOES NOT FIT"
         largest = largest_micro_batch(size, capacity, gpus=gpus, zero_stage=stage,
-                                      checkpointing=t["gradient_checkpointing"],
-                                      completion_tokens=t["max_completion_length"])
-        lines.append(f"train {size}: {launch}, micro-batch {t['per_device_batch_size']}, checkpointing "
-                     f"{'on' if t['gradient_checkpointing'] else 'off'}: about {e['total_gib']} GiB per GPU, "
+                                      checkpointing=t.gradient_checkpointing,
+                                      completion_tokens=t.max_completion_length)
+        lines.append(f"train {size}: {launch}, micro-batch {t.per_device_batch_size}, checkpointing "
+                     f"{'on' if t.gradient_checkpointing else 'off'}: about {e['total_gib']} GiB per GPU, "
                      f"{verdict} in launch.gpu_memory_gib={capacity}; the largest micro-batch that fits: "
                      f"{largest or 'none'} (train.per_device_batch_size; rise/memory.py)")
     return lines

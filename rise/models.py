@@ -241,7 +241,8 @@ TINY_CLIP_CONFIG = {
 }
 
 
-def _register_tiny_clip() -> None:
+def register_tiny_clip() -> None:
+    """Makes open_clip know the tiny CLIP architecture the demo and the toy build from scratch."""
     from open_clip.factory import _MODEL_CONFIGS
 
     _MODEL_CONFIGS.setdefault(TINY_CLIP_NAME, TINY_CLIP_CONFIG)
@@ -251,7 +252,7 @@ def load_clip(model_name: str, pretrained: str | None, setting: str = "models.cl
     """Returns (model, preprocess, tokenizer). `pretrained` is an open_clip tag or a local file."""
     import open_clip
 
-    _register_tiny_clip()
+    register_tiny_clip()
     if pretrained and not Path(pretrained).exists():
         if pretrained.startswith((".", "/")) or pretrained.endswith((".pt", ".bin", ".safetensors")):
             raise MissingResourceError(f"{setting}.pretrained: '{pretrained}' does not exist.")
@@ -280,7 +281,7 @@ def load_clip(model_name: str, pretrained: str | None, setting: str = "models.cl
 def build_tiny_clip(out_file: str | Path, seed: int = 0) -> Path:
     import open_clip
 
-    _register_tiny_clip()
+    register_tiny_clip()
     torch.manual_seed(seed)
     model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None)
     out = Path(out_file)
@@ -293,7 +294,7 @@ def build_tiny_clip(out_file: str | Path, seed: int = 0) -> Path:
 # SAM2
 # ---------------------------------------------------------------------------------------------
 
-def _sam2_overrides(image_size: int) -> list[str]:
+def sam2_overrides(image_size: int) -> list[str]:
     # image_size is tied to the prompt encoder's embedding grid (stride 16 backbone)
     return [f"++model.image_size={image_size}"]
 
@@ -305,7 +306,7 @@ def load_sam2(config: str, checkpoint: str, image_size: int = 1024, setting: str
 
     if Path(checkpoint).exists():
         model = build_sam2(config, ckpt_path=checkpoint, device=device,
-                           hydra_overrides_extra=_sam2_overrides(image_size))
+                           hydra_overrides_extra=sam2_overrides(image_size))
     elif checkpoint.count("/") == 1 and not checkpoint.endswith(".pt"):
         check_hub_or_path(checkpoint, f"{setting}.checkpoint", filename="config.yaml")
         model = build_sam2_hf(checkpoint, device=device)
@@ -323,7 +324,7 @@ def build_tiny_sam2(out_file: str | Path, config: str, image_size: int, seed: in
     from sam2.build_sam import build_sam2
 
     torch.manual_seed(seed)
-    model = build_sam2(config, ckpt_path=None, device="cpu", hydra_overrides_extra=_sam2_overrides(image_size))
+    model = build_sam2(config, ckpt_path=None, device="cpu", hydra_overrides_extra=sam2_overrides(image_size))
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict()}, out)

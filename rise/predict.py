@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from rise.answer import Answer, parse_answer, parse_answer_segzero, think_chars
-from rise.config import FINAL, Settings
+from rise.config import Settings
+from rise.layout import FINAL
 from rise.contracts import (PREDICTION_FIELDS, encode_mask, load_eval_manifest, read_json, read_jsonl,
                             write_json, write_jsonl)
 from rise.devices import compute_device
@@ -199,15 +200,15 @@ def predict(settings: Settings, variant_name: str, eval_set: str, shard_size: in
     if len(done) < len(shards):
         device = compute_device(settings.preset, settings.device)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        runner = VLLMRunner if settings.predict.get("backend", "hf") == "vllm" else PolicyRunner
+        runner = VLLMRunner if settings.predict.backend == "vllm" else PolicyRunner
         policy = runner(policy_dir, f"{ref_file}: checkpoint {checkpoint}", size=size, cot=v.cot,
-                              points=points, max_new_tokens=settings.predict["max_new_tokens"],
-                              batch_size=settings.predict["batch_size"], device=device, dtype=dtype,
-                              style=style, repetition_penalty=settings.predict["repetition_penalty"])
+                              points=points, max_new_tokens=settings.predict.max_new_tokens,
+                              batch_size=settings.predict.batch_size, device=device, dtype=dtype,
+                              style=style, repetition_penalty=settings.predict.repetition_penalty)
         sam = settings.models["sam2"]
         segmenter = Segmenter(load_sam2(sam["config"], sam["checkpoint"], sam.get("image_size", 1024),
                                         f"presets.{settings.preset}.models.sam2", device=str(device)),
-                              settings.predict["multimask"])
+                              settings.predict.multimask)
         if done:
             log.info("%s: resuming, %d of %d shards already done", name, len(done), len(shards))
         with tqdm(total=len(rows), desc=f"predict {name}", unit="sample") as bar:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from rise.config import FINAL, Settings
+from rise.config import Settings
 from rise.contracts import atomic_write_text, read_json, save_figure
+from rise.layout import FINAL
+from rise.plan import sweep_needs
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def chosen_checkpoint(settings: Settings, variant: str, seed: int, select_on: st
 
 def sweep_frame(settings: Settings, variant: str) -> pd.DataFrame:
     records = []
-    for need in settings.sweep_needs(variant):
+    for need in sweep_needs(settings, variant):
         m = read_json(settings.layout.metrics(need.variant, need.dataset, need.seed, need.checkpoint))
         records.append({"variant": variant, "seed": need.seed, "checkpoint": need.checkpoint,
                         "step": checkpoint_step(settings, variant, need.seed, need.checkpoint),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rise.config import FINAL, Settings
+from rise.config import Settings
+from rise.layout import FINAL
 from rise.contracts import atomic_write_text, read_metrics, write_json
 from rise.fingerprints import describe_models
 from rise.provenance import summary
@@ -28,10 +29,10 @@ def protocol_lines(settings: Settings) -> list[str]:
     return [
         f"metric protocol: {e['protocol']} (evaluate.protocol); answer read by: {e['answer']} (evaluate.answer)",
         f"SAM2: {sam['config']} with {Path(sam['checkpoint']).name} (models.sam2)",
-        f"GRPO loss: {t['loss_type']}, entropy bonus {t['entropy_coef']}, KL {t['beta']}, "
-        f"max completion {t['max_completion_length']} tokens, strict JSON in rewards: {not t['json_single_quotes']}, "
-        f"R_sem scale: {t['semantic_scale']}",
-        f"training seeds: {t['seeds']} (train.seeds; tables show mean and std over a variant's seeds); "
+        f"GRPO loss: {t.loss_type}, entropy bonus {t.entropy_coef}, KL {t.beta}, "
+        f"max completion {t.max_completion_length} tokens, strict JSON in rewards: {not t.json_single_quotes}, "
+        f"R_sem scale: {t.semantic_scale}",
+        f"training seeds: {t.seeds} (train.seeds; tables show mean and std over a variant's seeds); "
         "checkpoint read by each table: " + ", ".join(
             f"{name}={settings.tables[name].get('checkpoint', 'final')}" for name in settings.tables),
         "evaluation prompts: " + ", ".join(

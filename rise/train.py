@@ -26,7 +26,9 @@ from transformers import TrainerCallback
 
 from rise.checkpoints import (CrashSafeCheckpoints, KeepCheckpointWeights, latest_checkpoint, no_space_message,
                               saved_checkpoints)
-from rise.config import FINAL, Settings
+from rise.config import Settings
+from rise.layout import FINAL
+from rise.plan import stage_settings
 from rise.contracts import atomic_write_text, load_train_manifest, save_figure, write_json
 from rise.devices import (compute_device, deepspeed_zero_stage, launched_with_deepspeed, policy_load_dtype,
                           reference_dtype)
@@ -52,7 +54,7 @@ def build_dataset(rows: list[dict], size: int, cot: bool, points: bool, cached_v
 
     from datasets import Dataset
 
-    from rise.data import inspect_images
+    from rise.data.images import inspect_images
 
     # decoded to the end now (as prepare-data checks them), so a missing, truncated or corrupt image
     # stops training before its first step, naming itself, not when its batch is drawn
@@ -97,37 +99,37 @@ def grpo_kwargs(settings: Settings, output_dir: Path, world_size: int = 1, devic
     """GRPOConfig's arguments for this run (a plain dict, so the GPU choices can be checked anywhere).
     `seed`: the run's training seed (default: the first of `train.seeds`)."""
     t = settings.train
-    seed = t["seeds"][0] if seed is None else seed
-    per_update = t["prompts_per_step"] * t["num_generations"]
-    per_device = t["per_device_batch_size"]
+    seed = t.seeds[0] if seed is None else seed
+    per_update = t.prompts_per_step * t.num_generations
+    per_device = t.per_device_batch_size
     if per_update % (per_device * world_size):
         raise ConfigError(f"train: {per_update} completions per update cannot be split over {world_size} "
                           f"processes of {per_device} (train.per_device_batch_size)")
     accumulation = per_update // (per_device * world_size)
     device = device or torch.device("cpu")
     on_cpu = device.type == "cpu"
-    ref_init = {"dtype": reference_dtype(t["bf16"], device), "attn_implementation": t["attn_implementation"]}
+    ref_init = {"dtype": reference_dtype(t.bf16, device), "attn_implementation": t.attn_implementation}
     if device.type == "cuda" and world_size == 1:
         ref_init["device_map"] = {"": device}  # the KL reference loads straight onto the GPU too
     return dict(
         output_dir=str(output_dir), seed=seed, data_seed=seed,
-        num_generations=t["num_generations"], per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=accumulation, learning_rate=t["learning_rate"],
-        lr_scheduler_type=t["lr_scheduler"], weight_decay=t["weight_decay"], beta=t["beta"],
-        epsilon=t["epsilon"], max_grad_norm=t["max_grad_norm"], temperature=t["temperature"],
-        repetition_penalty=t["repetition_penalty"],
-        num_train_epochs=t["num_epochs"], max_steps=t["max_steps"],
-        max_completion_length=t["max_completion_length"], save_strategy="steps", save_steps=t["save_steps"],
-        save_total_limit=t["save_total_limit"],
-        loss_type=t["loss_type"], entropy_coef=t["entropy_coef"], top_entropy_quantile=t["top_entropy_quantile"],
-        bf16=t["bf16"] and not on_cpu, use_cpu=on_cpu,
-        gradient_checkpointing=t["gradient_checkpointing"], logging_steps=1, report_to="none",
+        num_generations=t.num_generations, per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation, learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler, weight_decay=t.weight_decay, beta=t.beta,
+        epsilon=t.epsilon, max_grad_norm=t.max_grad_norm, temperature=t.temperature,
+        repetition_penalty=t.repetition_penalty,
+        num_train_epochs=t.num_epochs, max_steps=t.max_steps,
+        max_completion_length=t.max_completion_length, save_strategy="steps", save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        loss_type=t.loss_type, entropy_coef=t.entropy_coef, top_entropy_quantile=t.top_entropy_quantile,
+        bf16=t.bf16 and not on_cpu, use_cpu=on_cpu,
+        gradient_checkpointing=t.gradient_checkpointing, logging_steps=1, report_to="none",
         remove_unused_columns=False, disable_tqdm=False, save_only_model=False,
         # read by TRL for the reference model only (the policy is passed loaded)
         model_init_kwargs=ref_init,
-        use_vllm=t.get("use_vllm", False), vllm_mode="colocate",
-        vllm_max_model_length=context_tokens(settings.image["policy_size"], t["max_completion_length"]),
-        vllm_gpu_memory_utilization=t["vllm_gpu_memory_utilization"],
+        use_vllm=t.use_vllm, vllm_mode="colocate",
+        vllm_max_model_length=context_tokens(settings.image["policy_size"], t.max_completion_length),
+        vllm_gpu_memory_utilization=t.vllm_gpu_memory_utilization,
     )
 
 
@@ -277,7 +279,7 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
 
     trainer_dir = out_dir / "trainer"
     fingerprint_file = out_dir / "train_settings.json"
-    fingerprint = settings.stage_settings("train", variant_name, seed=seed)
+    fingerprint = stage_settings(settings, "train", variant_name, seed=seed)
     if ref_file.exists() and fingerprint_file.exists() and fingerprint_file.read_text() == fingerprint:
         log.info("%s seed %d: already trained with these settings (%s)", variant_name, seed, ref_file)
         return ref_file  # a finished run is not trained again (resuming at its last step would add one)
@@ -290,7 +292,7 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
     device = compute_device(settings.preset, settings.device, processes.device)
     rows = load_train_manifest(layout.train_manifest(v.train_set))
     size = settings.image["policy_size"]
-    dataset = build_dataset(rows, size, v.cot, v.points, cached_views=2 * settings.train["prompts_per_step"])
+    dataset = build_dataset(rows, size, v.cot, v.points, cached_views=2 * settings.train.prompts_per_step)
 
     if processes.is_main_process:
         if trainer_dir.exists() and (not fingerprint_file.exists() or fingerprint_file.read_text() != fingerprint):
@@ -309,10 +311,10 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
 
     deepspeed = launched_with_deepspeed()
     zero3 = deepspeed_zero_stage() == 3
-    dtype = policy_load_dtype(settings.train["bf16"], deepspeed)
+    dtype = policy_load_dtype(settings.train.bf16, deepspeed)
     model, processor = load_policy(base, f"presets.{settings.preset}.models.policies.{v.policy}", dtype=dtype,
                                    device=None if zero3 else device,
-                                   attn_implementation=settings.train["attn_implementation"])
+                                   attn_implementation=settings.train.attn_implementation)
     clip_cfg = settings.models["clip"]
 
     def clip_loader():
@@ -321,8 +323,8 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
         return m, tok
 
     rewards = build_rewards(v.rewards, points=v.points, cot=v.cot, clip_loader=clip_loader, device=str(device),
-                            single_quotes=settings.train["json_single_quotes"],
-                            semantic_scale=settings.train["semantic_scale"])
+                            single_quotes=settings.train.json_single_quotes,
+                            semantic_scale=settings.train.semantic_scale)
     if not rewards:
         raise ConfigError(f"variants.{variant_name}: no reward term applies (R_think is dropped without CoT)")
     log.info("%s: %d process(es) on %s; policy %s in %s (%s), gradient checkpointing %s, "
@@ -348,7 +350,7 @@ def train_variant(settings: Settings, variant_name: str, callbacks: list | None 
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(labelled_progress(f"train {variant_name} seed {seed}"))
-    if settings.train["encode_images_once"]:
+    if settings.train.encode_images_once:
         for m in (trainer.model, getattr(trainer, "ref_model", None)):
             if m is not None:
                 encode_each_image_once(m)

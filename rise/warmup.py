@@ -1,5 +1,6 @@
 """Demo only: teach the tiny random-weight policy the answer *format*, so the demo's rewards, SAM2
-and metrics see parseable answers instead of noise.
+and metrics see parseable answers instead of noise. Its supervised pieces (`answer_batch`,
+`optimiser_step`) also serve the toy world's pretraining (rise/toy/).
 
 Targets hold random boxes and points (never any dataset's geometry), so what the policy can learn
 about *where* objects are still comes only from the GRPO stage's rewards. The paper preset never
@@ -75,9 +76,19 @@ def warm_up_answer_format(policy_dir: str | Path, size: int, steps: int, seed: i
             images.append(Image.new("RGB", (size, size), tuple(rng.randint(0, 255) for _ in range(3))))
         batch, labels = answer_batch(processor, prompts, fulls, images)
         loss = model(**batch, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        optimiser_step(loss, optimizer)
         if step % 50 == 0 or step == steps - 1:
             log.info("warm-up step %d: loss %.3f", step, loss.item())
     model.save_pretrained(policy_dir)
+
+
+def optimiser_step(loss, optimizer, parameters=None, *, max_grad_norm: float | None = None, schedule=None) -> None:
+    """One supervised update: the gradients of `loss` (clipped to `max_grad_norm` over `parameters`
+    where given), then the optimiser's step and the learning-rate schedule's."""
+    optimizer.zero_grad()
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    if schedule is not None:
+        schedule.step()

@@ -84,3 +84,30 @@ def in_demo(demo_project, monkeypatch):
 
     monkeypatch.chdir(demo_project)
     return load_settings("params.yaml")
+
+
+# ------------------------------------------------------------------------------------ the toy, tiny
+
+# The toy policy at a size that pretrains in seconds (rise/toy/policy.py's `dims`).
+TINY_DIMS = {"text_hidden": 32, "text_layers": 1, "text_heads": 2, "vision_depth": 1, "vision_width": 16}
+# The toy preset's pretraining stages at that size: a few steps each, held-out reports of one scene.
+TINY_PRETRAIN = {"seed": 0,
+                 "clip": {"steps": 2, "batch_size": 8, "learning_rate": 1e-3, "report_scenes": 2},
+                 "sam2": {"steps": 1, "batch_size": 1, "learning_rate": 3e-4, "report_images": 1},
+                 "policy": {"vision_steps": 1, "steps": 2, "one_object_steps": 1, "short_prompt_steps": 1,
+                            "batch_size": 2, "learning_rate": 1e-3, "report_images": 1, "dims": TINY_DIMS,
+                            "attention_layer": 0}}
+
+
+def tiny_toy_project(tmp_path: Path) -> tuple[Path, Path]:
+    """A project whose toy preset pretrains its three models at the tiny size into tmp_path/models."""
+    models = tmp_path / "models"
+    overrides = {"presets": {"toy": {
+        "pretrain": TINY_PRETRAIN,
+        "models": {"policies": {"3b": str(models / "policy"), "7b": str(models / "policy")},
+                   "clip": {"model": "RISE-tiny-CLIP", "pretrained": str(models / "clip.pt")},
+                   "sam2": {"config": "configs/sam2.1/sam2.1_hiera_t.yaml", "checkpoint": str(models / "sam2.pt"),
+                            "image_size": 128}}}}}
+    root = copy_project(tmp_path / "project", overrides)
+    assert yaml.safe_load((root / "params.yaml").read_text())["presets"]["toy"]["pretrain"]["clip"]["steps"] == 2
+    return root, models

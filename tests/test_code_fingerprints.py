@@ -10,6 +10,7 @@ import yaml
 
 from rise.dvc_pipeline import cli_commands, pipeline
 from rise.fingerprints import STAGE_COMMANDS, code_fingerprint, write_code_fingerprints
+from rise.plan import stage_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,19 +86,20 @@ def test_a_new_import_is_followed_without_any_list(library):
 def test_a_new_cli_command_changes_no_other_command(library):
     cli = library / "cli.py"
     text = cli.read_text()
-    parser_line = '    sub.add_parser("check-data",'
-    branch = '        elif args.command == "check-data":'
-    assert parser_line in text and branch in text
+    function_line = "def check_data_command(settings, args)"
+    entry_line = '    "check-data": Command('
+    assert function_line in text and entry_line in text
     before = fingerprints(library)
-    text = text.replace(parser_line, '    p = sub.add_parser("hello")\n    p.add_argument("--name")\n' + parser_line)
-    text = text.replace(branch, '        elif args.command == "hello":\n            print("hello")\n' + branch)
+    text = text.replace(function_line, 'def hello_arguments(p):\n    p.add_argument("--name")\n\n\n'
+                        'def hello_command(settings, args):\n    print("hello")\n\n\n' + function_line)
+    text = text.replace(entry_line, '    "hello": Command(hello_command, "say hello", hello_arguments),\n' + entry_line)
     cli.write_text(text)
     assert fingerprints(library) == before
     assert "rise.cli:hello" in code_fingerprint(["hello"], library)["modules"]
-    # a stage's own branch does count
+    # a stage's own function does count
     assert changed_after(library, "cli.py", "evaluate(settings, args.variant", "evaluate(settings,  args.variant") == set()
-    assert changed_after(library, "cli.py", "for name in _eval_sets(settings, args.eval_set):\n                evaluate(",
-                         "for name in reversed(_eval_sets(settings, args.eval_set)):\n                evaluate(") \
+    assert changed_after(library, "cli.py", "for name in _eval_sets(settings, args.eval_set):\n        evaluate(",
+                         "for name in reversed(_eval_sets(settings, args.eval_set)):\n        evaluate(") \
         == {"evaluate"}
 
 
@@ -158,6 +160,6 @@ def test_portable_cpu_kernels_pin_torch_before_it_starts():
     from rise.config import load_settings
 
     toy = load_settings(ROOT / "params.yaml", "toy")
-    assert toy.cpu_kernels == "portable" and '"cpu_kernels": "portable"' in toy.stage_settings("evaluate")
-    assert '"cpu_kernels"' not in load_settings(ROOT / "params.yaml", "demo").stage_settings("evaluate")
+    assert toy.cpu_kernels == "portable" and '"cpu_kernels": "portable"' in stage_settings(toy, "evaluate")
+    assert '"cpu_kernels"' not in stage_settings(load_settings(ROOT / "params.yaml", "demo"), "evaluate")
     assert "presets.toy.cpu_kernels" in pipeline(ROOT / "params.yaml", "toy")["stages"]["train"]["do"]["params"]

@@ -1,8 +1,11 @@
+import dataclasses
+
 import pytest
 import yaml
 
-from rise.config import Need, load_settings
+from rise.config import PredictSettings, TrainSettings, load_settings
 from rise.errors import ConfigError
+from rise.plan import Need, table_needs
 
 from conftest import ROOT
 
@@ -18,13 +21,13 @@ def write(tmp_path, mutate):
 def test_project_params_load_for_both_presets():
     demo = load_settings(ROOT / "params.yaml", "demo")
     paper = load_settings(ROOT / "params.yaml", "paper")
-    assert demo.train["num_generations"] == 4 and paper.train["num_generations"] == 8
-    assert paper.train["learning_rate"] == 1e-6
+    assert demo.train.num_generations == 4 and paper.train.num_generations == 8
+    assert paper.train.learning_rate == 1e-6
     assert paper.image["policy_size"] == 840
     assert demo.variants["format_only_3b"].rewards == ("think_format", "seg_format")
     assert demo.variants["full_3b"].rewards == ("semantic", "think_format", "seg_format")
     assert "reasonseg_test" in demo.eval_sets
-    assert Need("full_3b", 0, "final", "reasonseg_test") in demo.table_needs("table4")
+    assert Need("full_3b", 0, "final", "reasonseg_test") in table_needs(demo, "table4")
 
 
 def test_malformed_yaml_names_the_file(tmp_path):
@@ -72,8 +75,8 @@ def test_unknown_reward_name(tmp_path):
 def test_preset_overrides_apply_only_to_their_preset():
     demo = load_settings(ROOT / "params.yaml", "demo")
     paper = load_settings(ROOT / "params.yaml", "paper")
-    assert demo.train["max_steps"] == 2 and paper.train["max_steps"] == -1
-    assert demo.train["learning_rate"] == paper.train["learning_rate"]
+    assert demo.train.max_steps == 2 and paper.train.max_steps == -1
+    assert demo.train.learning_rate == paper.train.learning_rate
 
 
 def test_training_gpus_per_variant(tmp_path):
@@ -84,12 +87,13 @@ def test_training_gpus_per_variant(tmp_path):
     assert load_settings(p, "demo").train_gpus("full_7b") == 0
 
 
-SECTIONS = ("train", "predict", "evaluate", "image")
+SECTIONS = ("evaluate", "image")  # read as mappings; train and predict are typed (TYPED)
+TYPED = {"train": TrainSettings, "predict": PredictSettings}
 
 
 def keys_read_without_default() -> set[tuple[str, str]]:
     """(section, key) of every `<x>.<section>["key"]` in rise/, directly or through a local name
-    bound to the section (`t = settings.train; t["key"]`). Reads with .get(key, default) are not counted."""
+    bound to the section (`e = settings.evaluate; e["key"]`). Reads with .get(key, default) are not counted."""
     import ast
 
     def section_of(node, aliases):
@@ -116,6 +120,9 @@ def keys_read_without_default() -> set[tuple[str, str]]:
                     section = section_of(node.value, aliases)
                     if section:
                         found.add((section, node.slice.value))
+    # a typed section's field without a default is read as given: the file must hold it
+    found |= {(section, f.name) for section, cls in TYPED.items() for f in dataclasses.fields(cls)
+              if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     return found
 
 
@@ -132,6 +139,17 @@ def test_every_key_the_code_reads_is_required(tmp_path, section, key):
     p = write(tmp_path, lambda r: r[section].pop(key))
     with pytest.raises(ConfigError, match=rf"params.yaml: invalid settings\n  {section}: '{key}' is a required property"):
         load_settings(p)
+
+
+@pytest.mark.parametrize("section", TYPED)
+def test_typed_sections_document_every_setting_the_schema_knows(section):
+    schema = yaml.safe_load((ROOT / "workflow/schemas/params.schema.yaml").read_text())
+    known = set(schema["$defs"][section]["properties"])
+    required = set(schema["properties"][section]["required"])
+    fields = {f.name: f for f in dataclasses.fields(TYPED[section])}
+    assert set(fields) == known
+    assert {n for n, f in fields.items() if f.default is dataclasses.MISSING} == required
+    assert all(f.metadata.get("help") for f in fields.values())
 
 
 def test_check_names_a_removed_train_key(tmp_path):
@@ -173,5 +191,5 @@ def test_checkpoints_follow_save_steps_and_the_planned_steps():
     assert paper.train_steps("full_3b") == 2000 // 16 == 125
     assert paper.checkpoints("full_3b") == ["step50", "step100", "final"]
     assert paper.checkpoints("zeroshot_3b") == ["final"]
-    paper.train["max_steps"] = 100
+    paper.train.max_steps = 100
     assert paper.checkpoints("full_3b") == ["step50", "final"]  # the last save is the final checkpoint

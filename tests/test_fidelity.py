@@ -22,7 +22,7 @@ def test_grpo_settings_follow_segzero():
     assert kw["top_entropy_quantile"] == 1.0  # Seg-Zero's loss covers every response token
     assert kw["max_completion_length"] == 1300  # Seg-Zero's max_response_length
     assert kw["beta"] == 5e-3 and kw["learning_rate"] == 1e-6 and kw["num_generations"] == 8
-    assert paper.train["json_single_quotes"] is False
+    assert paper.train.json_single_quotes is False
     assert paper.models["sam2"]["config"] == "configs/sam2/sam2_hiera_l.yaml"  # SAM 2.0 Large, as Seg-Zero
     assert paper.evaluate["answer"] == "segzero"
     assert paper.datasets["refcocog_train"]["level"] == "instance"
@@ -34,7 +34,7 @@ def test_top_entropy_quantile_reaches_trl():
     from rise.train import grpo_kwargs
 
     toy = load_settings(ROOT / "params.yaml", "toy")
-    toy.train["top_entropy_quantile"] = 0.2
+    toy.train.top_entropy_quantile = 0.2
     assert GRPOConfig(**grpo_kwargs(toy, Path("/tmp/unused"))).top_entropy_quantile == 0.2
 
 

@@ -51,20 +51,20 @@ def test_paper_settings_fit_and_make_up_128_completions_per_update():
 
     s = load_settings(ROOT / "params.yaml", "paper")
     t = s.train
-    assert t["gradient_checkpointing"] is True
-    assert t["prompts_per_step"] * t["num_generations"] == 128
+    assert t.gradient_checkpointing is True
+    assert t.prompts_per_step * t.num_generations == 128
     args = grpo_config(s, Path("/tmp/unused"), world_size=8)
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps * 8 == 128
-    assert args.gradient_checkpointing and args.save_total_limit == t["save_total_limit"]
-    assert args.repetition_penalty == t["repetition_penalty"]
-    assert args.vllm_max_model_length == 900 + 256 + t["max_completion_length"]
+    assert args.gradient_checkpointing and args.save_total_limit == t.save_total_limit
+    assert args.repetition_penalty == t.repetition_penalty
+    assert args.vllm_max_model_length == 900 + 256 + t.max_completion_length
     for size in ("3b", "7b"):
-        est = estimate_train_memory(size, gpus=8, zero_stage=2, micro_batch=t["per_device_batch_size"],
-                                    checkpointing=True, completion_tokens=t["max_completion_length"])
+        est = estimate_train_memory(size, gpus=8, zero_stage=2, micro_batch=t.per_device_batch_size,
+                                    checkpointing=True, completion_tokens=t.max_completion_length)
         assert est["total_gib"] < 75, (size, est)
     # what the settings were before: no checkpointing at 8 completions per micro-batch does not fit
     est = estimate_train_memory("3b", gpus=8, zero_stage=2, micro_batch=8, checkpointing=False,
-                                completion_tokens=t["max_completion_length"])
+                                completion_tokens=t.max_completion_length)
     assert est["total_gib"] > 80
 
 
@@ -207,7 +207,7 @@ def test_step_time_is_the_whole_step_wall_time(in_demo):
             time.sleep(1.5)
 
     variants = {**in_demo.variants, "timed_3b": Variant(**{**in_demo.variants["full_3b"].__dict__, "name": "timed_3b"})}
-    settings = dataclasses.replace(in_demo, variants=variants, train={**in_demo.train, "max_steps": 2})
+    settings = dataclasses.replace(in_demo, variants=variants, train=dataclasses.replace(in_demo.train, max_steps=2))
     train_variant(settings, "timed_3b", callbacks=[Stall()])
     curve = pd.read_csv(settings.layout.train_curves("timed_3b"))
     assert list(curve["step"]) == [1, 2]
@@ -265,7 +265,7 @@ def test_greedy_decoding_uses_the_repetition_penalty_setting(demo_project, monke
     from rise.predict import PolicyRunner
 
     paper = load_settings(ROOT / "params.yaml", "paper")
-    assert paper.predict["repetition_penalty"] == 1.05  # Seg-Zero's evaluation, via Qwen's generation config
+    assert paper.predict.repetition_penalty == 1.05  # Seg-Zero's evaluation, via Qwen's generation config
     runner = PolicyRunner(str(demo_project / "runs/demo/models/policy"), "policy", size=112, cot=True, points=True,
                           max_new_tokens=4, batch_size=2, device="cpu", repetition_penalty=1.05)
     calls = []
@@ -300,7 +300,7 @@ def test_each_training_image_is_decoded_once_per_generation_batch(in_demo, monke
     variants = {**in_demo.variants, "decode_3b": Variant(**{**in_demo.variants["full_3b"].__dict__, "name": "decode_3b"})}
     # 2 prompts x 4 generations per update in micro-batches of 2: 4 accumulation steps
     settings = dataclasses.replace(in_demo, variants=variants,
-                                   train={**in_demo.train, "max_steps": 2, "per_device_batch_size": 2})
+                                   train=dataclasses.replace(in_demo.train, max_steps=2, per_device_batch_size=2))
     train_variant(settings, "decode_3b")
     # the 2 distinct images of each step (and of the batch the loader fetches ahead), each once;
     # without the cache each would be decoded 4 generations x 4 accumulation steps = 16 times

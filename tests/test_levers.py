@@ -98,8 +98,8 @@ def test_the_levers_reach_the_policy_and_the_kl_reference_in_training(in_demo):
 
         variant = Variant(**{**in_demo.variants["full_3b"].__dict__, "name": name})
         settings = dataclasses.replace(in_demo, variants={**in_demo.variants, name: variant},
-                                       train={**in_demo.train, "max_steps": 1, "attn_implementation": attention,
-                                              "encode_images_once": once})
+                                       train=dataclasses.replace(in_demo.train, max_steps=1, attn_implementation=attention,
+                                                                 encode_images_once=once))
         train_variant(settings, name, on_trainer=record)
         weights[name] = load_file(str(settings.layout.checkpoint_dir(name) / "final/model.safetensors"))
     assert sorted(seen.values()) == [[("eager", False)] * 2, [("sdpa", True)] * 2]

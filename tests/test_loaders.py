@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from rise.config import PROJECT_ROOT, Layout, load_settings
+from rise.config import PROJECT_ROOT, load_settings
+from rise.layout import Layout
 from rise.contracts import decode_mask, load_eval_manifest, write_jsonl
 from rise.data import describe_dataset, load_rows
 from rise.data.hf import load_hf, segzero_instruction

@@ -1,7 +1,6 @@
 """`--config` overrides: merged over params.yaml, validated, and handed to every `rise` call."""
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +47,7 @@ def test_snakemake_string_values_are_read_back_as_yaml_unless_the_setting_is_a_s
 
 def test_settings_with_overrides_and_unknown_keys_refused():
     s = load_settings(ROOT / "params.yaml", overrides={"train": {"learning_rate": 2e-6}, "seed": 5})
-    assert s.train["learning_rate"] == 2e-6 and s.seed == 5 and s.train["weight_decay"] == 0.01
+    assert s.train.learning_rate == 2e-6 and s.seed == 5 and s.train.weight_decay == 0.01
     assert s.provenance()["overrides"] == {"train": {"learning_rate": 2e-6}, "seed": 5}
     with pytest.raises(ConfigError, match=r"(?s)with overrides .*'learnig_rate' was unexpected"):
         load_settings(ROOT / "params.yaml", overrides={"train": {"learnig_rate": 2e-6}})

@@ -4,6 +4,7 @@ from pathlib import Path
 from conftest import copy_project, run_rise
 from rise.config import load_settings
 from rise.contracts import write_json
+from rise.plan import table_needs
 from rise.report import table_markdown
 from rise.tables import build_table
 
@@ -14,7 +15,7 @@ def project_with_metrics(tmp_path) -> Path:
     """A demo project whose table4 metrics are given numbers (what `rise evaluate` writes)."""
     root = copy_project(tmp_path)
     s = load_settings(root / "params.yaml", root=root)
-    for i, n in enumerate(s.table_needs("table4")):
+    for i, n in enumerate(table_needs(s, "table4")):
         write_json(s.layout.metrics(n.variant, n.dataset, n.seed, n.checkpoint),
                    {"gIoU": 30.0 + i, "cIoU": 20.04 + i, "n_samples": 11, "n_failed_parse": i, "protocol": "segzero"})
     build_table(s, "table4")
@@ -57,7 +58,7 @@ def test_several_seeds_give_mean_and_std_and_best_checkpoints_are_named(tmp_path
     s = load_settings(root / "params.yaml", root=root)
     assert s.checkpoints("full_3b") == ["step1", "final"]
     val = {0: {"step1": 40.0, "final": 30.0}, 1: {"step1": 10.0, "final": 20.0}, 2: {"step1": 5.0, "final": 50.0}}
-    for n in s.table_needs("table4"):
+    for n in table_needs(s, "table4"):
         test_giou = {"step1": 100.0, "final": 0.0}[n.checkpoint] + n.seed  # which checkpoint was read shows
         giou = val[n.seed][n.checkpoint] if n.dataset == "reasonseg_val" else test_giou
         write_json(s.layout.metrics(n.variant, n.dataset, n.seed, n.checkpoint),

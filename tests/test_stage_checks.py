@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from rise.config import load_settings
-from rise.contracts import decode_mask, encode_mask, read_json, write_jsonl
+from rise.contracts import decode_mask, encode_mask, write_jsonl
 from rise.contracts import read_metrics
 from rise.evaluate import evaluate
+from rise.plan import table_needs
 from rise.predict import image_shards, predict_shard
 from rise.tables import build_table
 
@@ -170,7 +171,7 @@ def test_every_table_cell_comes_from_its_row_variant_and_column_metric(tmp_path)
     settings = dataclasses.replace(base, models=models)
     metrics, k = {}, 0
     for table in settings.tables:
-        for need in settings.table_needs(table):
+        for need in table_needs(settings, table):
             variant, dataset = need.variant, need.dataset
             if (variant, dataset) in metrics:
                 continue

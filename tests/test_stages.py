@@ -24,13 +24,13 @@ TRAINED_3B = ["full_3b", "format_only_3b", "semantic_only_3b", "no_seg_format_3b
 @pytest.mark.parametrize("variant", TRAINED_3B)
 def test_grpo_training_runs_and_saves_a_loadable_policy(in_demo, variant):
     ref = read_json(train_variant(in_demo, variant))
-    assert ref["trained"] and ref["steps"] == in_demo.train["max_steps"]
+    assert ref["trained"] and ref["steps"] == in_demo.train.max_steps
     from rise.models import load_policy
 
     model, processor = load_policy(ref["policy"])
     assert model.config.model_type == "qwen2_5_vl"
     curves = pd.read_csv(in_demo.layout.train_curves(variant)).to_dict("records")
-    assert len(curves) == in_demo.train["max_steps"]
+    assert len(curves) == in_demo.train.max_steps
     logged = {k.split("/")[1] for k in curves[0] if k.startswith("rewards/")}
     v = in_demo.variants[variant]
     assert logged == {r for r in v.rewards if v.cot or r != "think_format"}  # each enabled term, logged apart
@@ -48,7 +48,7 @@ def test_seeds_are_runs_of_their_own_and_a_sweep_reads_every_checkpoint(in_demo,
     from rise.sweep import compare_figure, write_sweep
 
     monkeypatch.setattr(PolicyRunner, "generate", fake_generate)
-    in_demo.train["seeds"] = [0, 1]
+    in_demo.train.seeds = [0, 1]
     in_demo.tables = {"table4": in_demo.tables["table4"]}  # full_3b's sweep: reasonseg_test alone
     for seed in (0, 1):
         ref = read_json(train_variant(in_demo, "full_3b", seed=seed))

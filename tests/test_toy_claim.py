@@ -1,7 +1,7 @@
 """The paper's claim at a reduced size, through the real train stage (TRL's GRPO with the real
 rewards): on a base that writes the named object's answer or another object's about equally often,
 the variant rewarded with R_sem (Full) learns which object is meant and Format-only does not, by
-more than 2 seed standard deviations over 3 GRPO seeds, read by `rise.toy claim`'s own check.
+more than 2 seed standard deviations over 3 GRPO seeds, read by `rise claim`'s own check.
 
 Reduced to about two minutes (125-140 s here): a CLIP pretrained for 60 steps, a policy of 64 hidden units taught
 two answers for each of four instructions (one per colour), 20 GRPO steps of 4 prompts x 8 answers.
@@ -42,13 +42,14 @@ def test_rsem_teaches_a_half_knowing_base_which_object_is_meant_and_format_rewar
                                                                                       one_thread):
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    from rise.config import FINAL, load_settings
+    from rise.config import load_settings
+    from rise.layout import FINAL
     from rise.contracts import TRAIN_FIELDS, load_eval_manifest, read_json, write_jsonl
     from rise.data import prepare_dataset
     from rise.toy.claim import check_claim, report
     from rise.toy.clip import pretrain_clip
     from rise.toy.policy import build_toy_policy, choice_distribution, teach_two_answers
-    from rise.toy.world import scene_at
+    from rise.data.toy_world import scene_at
     from rise.train import train_variant
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")

@@ -7,8 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import copy_project, sh
-from test_toy import TINY_DIMS
+from conftest import TINY_PRETRAIN, copy_project, sh
 
 pytestmark = pytest.mark.slow
 
@@ -17,12 +16,7 @@ def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
     small = {"loader": "toy", "n_images": 4, "families": ["classname", "colour", "shape"]}
     root = copy_project(tmp_path, {"presets": {"toy": {
         "tables": ["table4"],
-        "pretrain": {"seed": 0,
-                     "clip": {"steps": 2, "batch_size": 8, "learning_rate": 1e-3, "report_scenes": 2},
-                     "sam2": {"steps": 1, "batch_size": 1, "learning_rate": 3e-4, "report_images": 1},
-                     "policy": {"vision_steps": 1, "steps": 2, "one_object_steps": 1, "short_prompt_steps": 1,
-                                "batch_size": 2, "learning_rate": 1e-3, "report_images": 1, "dims": TINY_DIMS,
-                                "attention_layer": 0}},
+        "pretrain": TINY_PRETRAIN,
         "datasets": {"refcocog_train": {**small, "split": "train"}, "reasonseg_test": {**small, "split": "test"}},
         "train_sets": {"refcocog_2k": {"dataset": "refcocog_train", "n": 8}},
         "overrides": {"train": {"max_steps": 2, "save_steps": 1, "prompts_per_step": 2, "num_generations": 2,
@@ -48,7 +42,7 @@ def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
     assert sorted(set(sweep["step"])) == [1, 2] and sorted(set(sweep["seed"])) == [0, 1]
     assert (root / "results/toy/sweeps/full_3b.png").exists() and (root / "results/toy/figures/sweeps.png").exists()
     # the claim check runs on the table the workflow wrote (a 2-step table shows nothing: exit 1, not an error)
-    claim = subprocess.run([sys.executable, "-m", "rise.toy", "claim", "results/toy/table4.csv"], cwd=root,
+    claim = subprocess.run([sys.executable, "-m", "rise.cli", "--preset", "toy", "claim", "results/toy/table4.csv"], cwd=root,
                            capture_output=True, text=True)
     assert claim.returncode in (0, 1) and "| RISE (Full) | Format-only | reasonseg_test |" in claim.stdout
     again = sh("snakemake results/toy/table4.csv --cores 2 --config preset=toy", root)

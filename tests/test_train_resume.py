@@ -39,7 +39,7 @@ class RecordStart(TrainerCallback):
 
 
 def test_resume_after_kill(in_demo):
-    settings = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 4, "save_steps": 2})
+    settings = dataclasses.replace(in_demo, train=dataclasses.replace(in_demo.train, max_steps=4, save_steps=2))
     layout = settings.layout
     variant = "full_7b"  # trained by no other test of the shared demo project
     with pytest.raises(KeyboardInterrupt):
@@ -67,10 +67,9 @@ def test_resume_after_kill(in_demo):
 
 def test_checkpoints_of_other_settings_are_not_resumed(in_demo):
     variant = "clsonly_7b"
-    first = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 2, "save_steps": 1})
+    first = dataclasses.replace(in_demo, train=dataclasses.replace(in_demo.train, max_steps=2, save_steps=1))
     train_variant(first, variant)
-    changed = dataclasses.replace(in_demo, train={**in_demo.train, "max_steps": 2, "save_steps": 1,
-                                                  "learning_rate": 3e-6})
+    changed = dataclasses.replace(in_demo, train=dataclasses.replace(in_demo.train, max_steps=2, save_steps=1, learning_rate=3e-6))
     ref = read_json(train_variant(changed, variant))
     steps = list(pd.read_csv(changed.layout.train_curves(variant))["step"])
     assert ref["steps"] == 2 and steps == [1, 2]  # a fresh run, not a continuation of the first
@@ -111,7 +110,7 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(in_demo, caplog
     variant = "damaged_3b"  # a run of its own in the shared demo project
     variants = {**in_demo.variants, variant: Variant(**{**in_demo.variants["full_3b"].__dict__, "name": variant})}
     settings = dataclasses.replace(in_demo, variants=variants,
-                                   train={**in_demo.train, "max_steps": 4, "save_steps": 1})
+                                   train=dataclasses.replace(in_demo.train, max_steps=4, save_steps=1))
     with pytest.raises(KeyboardInterrupt):
         train_variant(settings, variant, callbacks=[KillAfterStep(3)])  # before step 3's save
     trainer_dir = settings.layout.checkpoint_dir(variant) / "trainer"
@@ -161,7 +160,7 @@ def test_a_full_disk_during_a_save_says_so_in_one_line_and_the_rerun_finishes(in
     variant = "disk_full_3b"  # a run of its own in the shared demo project
     variants = {**in_demo.variants, variant: Variant(**{**in_demo.variants["full_3b"].__dict__, "name": variant})}
     settings = dataclasses.replace(in_demo, variants=variants,
-                                   train={**in_demo.train, "max_steps": 3, "save_steps": 1})
+                                   train=dataclasses.replace(in_demo.train, max_steps=3, save_steps=1))
     real_save = Trainer._save_rng_state
 
     def full_at_step_2(self, output_dir):
@@ -198,7 +197,7 @@ name, where, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
 demo = load_settings("params.yaml")
 variant = Variant(**{**demo.variants["full_3b"].__dict__, "name": name})
 settings = dataclasses.replace(demo, variants={**demo.variants, name: variant},
-                               train={**demo.train, "max_steps": 4, "save_steps": 1})
+                               train=dataclasses.replace(demo.train, max_steps=4, save_steps=1))
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 
 class KillMidStep(TrainerCallback):

@@ -319,7 +319,7 @@ def load_hf(spec: dict, *, dataset: str, image_dir: Path, setting: str = "hf dat
     """Manifest rows of a local HF dataset; embedded images are written as PNG under `image_dir`."""
     from PIL import Image
 
-    from rise.data import inspect_images, reject_images
+    from rise.data.images import inspect_images, reject_images
 
     table = open_hf(spec, setting)
     kind = table.schema_kind
@@ -401,3 +401,16 @@ def describe_hf(spec: dict, *, setting: str = "hf dataset", skip_unreadable: boo
             "image_folder": "embedded (written as PNG under the run's data/images/<dataset> by prepare-data)",
             "mask_source": "column 'mask'" if kind == "evaluation" else "none (Seg-Zero training set: mask null, "
                                                                          "usable as a training pool only)"}
+
+
+# The loader registry's entries (rise/data/__init__.py).
+PATHS = ("path",)
+
+
+def load(spec: dict, request) -> list[dict]:
+    return load_hf(spec, dataset=request.dataset, image_dir=request.image_dir, setting=request.setting,
+                   skip_unreadable=request.skip_unreadable, skipped=request.skipped)
+
+
+def describe(spec: dict, request) -> dict:
+    return describe_hf(spec, setting=request.setting, skip_unreadable=request.skip_unreadable)

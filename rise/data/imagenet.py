@@ -86,7 +86,7 @@ def list_images(folder: Path) -> list[str]:
 def load_imagenet(spec: dict, *, dataset: str, setting: str = "imagenet dataset", skip_unreadable: bool = False,
                   skipped: list[dict] | None = None) -> list[dict]:
     """Training-pool rows (mask null) of every image under root, sorted."""
-    from rise.data import inspect_images, reject_images
+    from rise.data.images import inspect_images, reject_images
 
     root, synsets, synonym = _inputs(spec, setting)
     names = read_synsets(synsets)
@@ -128,3 +128,16 @@ def describe_imagenet(spec: dict, *, setting: str = "imagenet dataset", skip_unr
             "synsets": len(names), "images": sum(counts), "samples": sum(counts),
             "empty_classes": sum(c == 0 for c in counts), "instruction": f"class name ({synonym} synonym)",
             "mask_source": "none (classification images: mask null, usable as a training pool only)"}
+
+
+# The loader registry's entries (rise/data/__init__.py).
+PATHS = ("root", "synsets")
+
+
+def load(spec: dict, request) -> list[dict]:
+    return load_imagenet(spec, dataset=request.dataset, setting=request.setting,
+                         skip_unreadable=request.skip_unreadable, skipped=request.skipped)
+
+
+def describe(spec: dict, request) -> dict:
+    return describe_imagenet(spec, setting=request.setting, skip_unreadable=request.skip_unreadable)

@@ -145,7 +145,7 @@ def _upright_copy(path: str, image_dir: Path, stem: str) -> str:
 def load_reasonseg(spec: dict, *, dataset: str, image_dir: Path, setting: str = "reasonseg dataset",
                    skip_unreadable: bool = False, skipped: list[dict] | None = None) -> list[dict]:
     """Evaluation-manifest rows of one ReasonSeg split folder, sorted by file name."""
-    from rise.data import inspect_images, reject_images
+    from rise.data.images import inspect_images, reject_images
 
     root = _root(spec, setting)
     text_index = spec.get("text_index", 0)
@@ -184,7 +184,7 @@ def load_reasonseg(spec: dict, *, dataset: str, image_dir: Path, setting: str = 
 
 def describe_reasonseg(spec: dict, *, setting: str = "reasonseg dataset", skip_unreadable: bool = False) -> dict:
     """Counts for `check-data`; reads every JSON (small) but no image."""
-    from rise.data import reject_images
+    from rise.data.images import reject_images
 
     root = _root(spec, setting)
     samples = find_samples(root)
@@ -195,3 +195,16 @@ def describe_reasonseg(spec: dict, *, setting: str = "reasonseg dataset", skip_u
     return {"split": root.name, "image_folder": str(root), "samples": len(samples), "images": len(samples),
             "images_missing": len(missing), "sentence_queries": sentences,
             "mask_source": "polygons in <name>.json, rasterised as LISA does (ignore labels -> ignore mask)"}
+
+
+# The loader registry's entries (rise/data/__init__.py).
+PATHS = ("root",)
+
+
+def load(spec: dict, request) -> list[dict]:
+    return load_reasonseg(spec, dataset=request.dataset, image_dir=request.image_dir, setting=request.setting,
+                          skip_unreadable=request.skip_unreadable, skipped=request.skipped)
+
+
+def describe(spec: dict, request) -> dict:
+    return describe_reasonseg(spec, setting=request.setting, skip_unreadable=request.skip_unreadable)

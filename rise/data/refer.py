@@ -205,7 +205,7 @@ def load_refer(spec: dict, *, dataset: str, setting: str = "refer dataset", chec
     check_images=False skips reading the images (for benchmarks of the annotation work only).
     With skip_unreadable, refs on missing or unreadable images are dropped and recorded in `skipped`.
     """
-    from rise.data import inspect_images, reject_images
+    from rise.data.images import inspect_images, reject_images
 
     level, sentence, split = _options(spec, setting)
     refs_file, instances_file, image_folder = refer_paths(spec, setting)
@@ -260,7 +260,7 @@ def load_refer(spec: dict, *, dataset: str, setting: str = "refer dataset", chec
 
 def describe_refer(spec: dict, *, setting: str = "refer dataset", skip_unreadable: bool = False) -> dict:
     """Counts for `check-data`: refs, sentences and images of the split; whether every image file exists."""
-    from rise.data import reject_images
+    from rise.data.images import reject_images
 
     level, sentence, split = _options(spec, setting)
     refs_file, instances_file, image_folder = refer_paths(spec, setting)
@@ -279,3 +279,16 @@ def describe_refer(spec: dict, *, setting: str = "refer dataset", skip_unreadabl
             "images": len(samples), "images_missing": len(missing),
             "samples": len(refs) if level == "instance" else sentences,
             "mask_source": f"{instances_file.name} segmentation (polygons/RLE) via pycocotools"}
+
+
+# The loader registry's entries (rise/data/__init__.py).
+PATHS = ("root", "images")
+
+
+def load(spec: dict, request) -> list[dict]:
+    return load_refer(spec, dataset=request.dataset, setting=request.setting,
+                      skip_unreadable=request.skip_unreadable, skipped=request.skipped)
+
+
+def describe(spec: dict, request) -> dict:
+    return describe_refer(spec, setting=request.setting, skip_unreadable=request.skip_unreadable)

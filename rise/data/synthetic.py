@@ -38,7 +38,8 @@ class Shape:
         return f"{self.colour} {self.shape}"
 
 
-def _draw(shape: str, cx: float, cy: float, r: float, size: tuple[int, int]) -> np.ndarray:
+def shape_mask(shape: str, cx: float, cy: float, r: float, size: tuple[int, int]) -> np.ndarray:
+    """The mask of a circle, square or triangle of radius r centred at (cx, cy), in an image of `size`."""
     im = Image.new("L", size, 0)
     d = ImageDraw.Draw(im)
     if shape == "circle":
@@ -60,7 +61,7 @@ def _place(rng: random.Random, n: int, w: int, h: int, rmin: float, rmax: float,
         if any((cx - s.cx) ** 2 + (cy - s.cy) ** 2 < (r + s.r + 4) ** 2 for s in placed):
             continue
         kind, colour = rng.choice(shapes), rng.choice(colours)
-        placed.append(Shape(kind, colour, cx, cy, r, _draw(kind, cx, cy, r, (w, h))))
+        placed.append(Shape(kind, colour, cx, cy, r, shape_mask(kind, cx, cy, r, (w, h))))
     return placed
 
 
@@ -130,3 +131,17 @@ def generate(dataset: str, split: str, n_images: int, kinds, image_dir: Path, se
                 "dataset": dataset, "split": split, "source_id": f"synthetic:{image_id}:{target}", "kind": kind,
             })
     return rows
+
+
+# The loader registry's entries (rise/data/__init__.py).
+PATHS = ()
+
+
+def load(spec: dict, request) -> list[dict]:
+    return generate(request.dataset, spec["split"], spec["n_images"], spec["kinds"], request.image_dir,
+                    request.settings.seed)
+
+
+def describe(spec: dict, request) -> dict:
+    return {"split": spec["split"], "images": spec["n_images"], "image_folder": str(request.image_dir),
+            "mask_source": "drawn with the synthetic images (exact)"}

@@ -7,7 +7,7 @@ beside it. Rows are recognised by their variants in params.yaml: a variant with 
 the base, one trained without the `semantic` reward is Format-only, one trained with it an R_sem
 variant. Run it on a table the workflow wrote:
 
-  python -m rise.toy claim results/toy/table4.csv      # exit 0 when every R_sem row meets the bar
+  rise --preset toy claim results/toy/table4.csv      # exit 0 when every R_sem row meets the bar
 """
 from __future__ import annotations
 

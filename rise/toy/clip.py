@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from rise.data.synthetic import COLOURS, SHAPES
-from rise.toy.world import CELL, CLASS_NAMES, GRID, SHADES, SIZE, SIZE_WORDS, readable_families, scenes
+from rise.data.toy_world import CELL, CLASS_NAMES, GRID, SHADES, SIZE, readable_families, scenes
+from rise.warmup import optimiser_step
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,9 @@ def pretrain_clip(out_file: str | Path, *, steps: int, seed: int = 0, batch_size
     with `shade_words` its descriptions name colours by the shade words too (the `shade` family)."""
     import open_clip
 
-    from rise.models import TINY_CLIP_NAME, _register_tiny_clip
+    from rise.models import TINY_CLIP_NAME, register_tiny_clip
 
-    _register_tiny_clip()
+    register_tiny_clip()
     torch.manual_seed(seed)
     rng = random.Random(seed)
     model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None)
@@ -144,10 +145,7 @@ def pretrain_clip(out_file: str | Path, *, steps: int, seed: int = 0, batch_size
         img = F.normalize(model.encode_image(crops), dim=-1)
         txt = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
         loss = contrastive_loss(img, txt, model.logit_scale, positives)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        optimiser_step(loss, optimizer, schedule=schedule)
         if step % 50 == 0 or step == steps - 1:
             log.info("clip step %d: loss %.3f", step, loss.item())
     seconds = time.perf_counter() - start
@@ -167,7 +165,7 @@ def clip_report(clip_file: str | Path, *, seed: int = 0, n_scenes: int = 200,
     the named object's cell first among all 16 cells of its image, per instruction family."""
     from rise.models import TINY_CLIP_NAME, load_clip
     from rise.rewards import SemanticReward
-    from rise.toy.world import instructions
+    from rise.data.toy_world import instructions
 
     model, _, tokenizer = load_clip(TINY_CLIP_NAME, str(clip_file))
     reward = SemanticReward(model, tokenizer)

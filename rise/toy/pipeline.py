@@ -50,7 +50,7 @@ def pretrained_models(settings: Settings) -> dict[str, dict]:
 
 def pretrain(settings: Settings, stage: str) -> Path:
     """Runs one pretraining stage and its held-out report; returns the report file."""
-    from rise.toy.world import readable_families
+    from rise.data.toy_world import readable_families
 
     p = pretrain_settings(settings)
     seed = p.get("seed", settings.seed)

@@ -20,10 +20,10 @@ import torch
 from rise.answer import parse_answer
 from rise.data.synthetic import COLOURS, SHAPES
 from rise.prompts import QWEN_GROUNDING, build_prompt, conversation
-from rise.toy.world import (CELL, CLASS_NAMES, FACT_FORMS, GRID, NONCE_WORDS, SHADES, SIZE, SIZE_WORDS,
+from rise.data.toy_world import (CELL, CLASS_NAMES, FACT_FORMS, GRID, NONCE_WORDS, SHADES, SIZE, SIZE_WORDS,
                             THINK_STYLES, answer_text, fact, fact_text, instructions, make_scene,
                             readable_families, render, scenes, shade_fact, shade_fact_text, split_seed, think_text)
-from rise.warmup import answer_batch
+from rise.warmup import answer_batch, optimiser_step
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +161,7 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
         losses = {k: torch.nn.functional.cross_entropy(head_logits(heads[k], flat, cosine_heads), targets[k])
                   for k in heads}
         loss = sum(losses.values())
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
+        optimiser_step(loss, optimizer, params, max_grad_norm=1.0, schedule=schedule)
         if step % 25 == 0 or step == steps - 1:
             with torch.no_grad():
                 acc = {k: (head_logits(heads[k], flat, cosine_heads).argmax(-1) == targets[k]).float().mean().item()
@@ -368,11 +364,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             # the row alone: the first number of each answer, where picking the object is decided
             first = is_cell & (is_cell.cumsum(1) == 1)
             row_accuracy.append(right[first].float().mean().item())
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        optimiser_step(loss, optimizer, model.parameters(), max_grad_norm=1.0, schedule=schedule)
         losses.append(loss.item())
         if step % 50 == 0 or step == steps - 1:
             log.info("policy step %d: loss %.3f, row/column token accuracy %.2f, row %.2f (%.0f s)", step,
@@ -424,11 +416,7 @@ def teach_two_answers(policy_dir: str | Path, samples: list[tuple], *, steps: in
     start = time.perf_counter()
     for step in range(steps):
         loss = answer_loss(model(**batch).logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        optimiser_step(loss, optimizer, model.parameters(), max_grad_norm=1.0, schedule=schedule)
         if step % 100 == 0 or step == steps - 1:
             log.info("two answers step %d: loss %.4f", step, loss.item())
     model.save_pretrained(policy_dir)

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rise.data.toy_world import SIZE, answer_points, scenes
 from rise.toy.clip import object_box
-from rise.toy.world import SIZE, answer_points, scenes
+from rise.warmup import optimiser_step
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,11 @@ def pretrain_sam2(out_file: str | Path, *, config: str, image_size: int, steps: 
     """Trains SAM2 from scratch (batch_size images per step, every object of each prompted) and saves {"model": state_dict} (loadable by rise.models.load_sam2)."""
     from sam2.build_sam import build_sam2
 
-    from rise.models import _sam2_overrides
+    from rise.models import sam2_overrides
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model = build_sam2(config, ckpt_path=None, device="cpu", hydra_overrides_extra=_sam2_overrides(image_size))
+    model = build_sam2(config, ckpt_path=None, device="cpu", hydra_overrides_extra=sam2_overrides(image_size))
     model.train()
     trainer = SamTrainer(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
@@ -112,11 +113,7 @@ def pretrain_sam2(out_file: str | Path, *, config: str, image_size: int, steps: 
                 index.append(k)
         logits, iou_pred = trainer(images, np.array(boxes, dtype=np.float32), np.stack(points), index)
         loss = mask_loss(logits, iou_pred, torch.stack(targets))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        optimiser_step(loss, optimizer, model.parameters(), max_grad_norm=1.0, schedule=schedule)
         if step % 25 == 0 or step == steps - 1:
             log.info("sam2 step %d: loss %.3f (%.1f s)", step, loss.item(), time.perf_counter() - start)
     seconds = time.perf_counter() - start

@@ -11,6 +11,7 @@ from rise.config import config_overrides, load_settings, read_params
 from rise.errors import RiseError
 from rise.fingerprints import code_fingerprint, project_library
 from rise.launch import local_gpus
+from rise.plan import stage_settings, sweep_needs, table_needs
 from rise.resources import job_resources
 from rise.toy.pipeline import pretrained_models
 
@@ -37,8 +38,8 @@ ENV = "../envs/rise.yaml"  # every rule's software (relative to workflow/rules/)
 # The rules that generate with vLLM run in an environment of their own (vLLM pins another torch):
 # training under train.use_vllm, prediction under predict.backend: vllm.
 VLLM_ENV = "../envs/rise-vllm.yaml"
-TRAIN_ENV = VLLM_ENV if S.train.get("use_vllm") else ENV
-PREDICT_ENV = VLLM_ENV if S.predict.get("backend") == "vllm" else ENV
+TRAIN_ENV = VLLM_ENV if S.train.use_vllm else ENV
+PREDICT_ENV = VLLM_ENV if S.predict.backend == "vllm" else ENV
 LIBRARY = project_library(workflow.basedir)  # the checkout's rise/
 
 
@@ -111,18 +112,18 @@ def metrics_files(needs):
 
 
 def table_inputs(wildcards):
-    return metrics_files(S.table_needs(wildcards.table))
+    return metrics_files(table_needs(S, wildcards.table))
 
 
 def sweep_inputs(wildcards):
     """Every checkpoint's metrics, and each run's policy.json (the step its `final` was saved at)."""
     runs = [str(L.policy_ref(wildcards.variant, seed)) for seed in S.seeds(wildcards.variant)]
-    return metrics_files(S.sweep_needs(wildcards.variant)) + runs
+    return metrics_files(sweep_needs(S, wildcards.variant)) + runs
 
 
 onstart:
     # Real runs only (not dry runs): stop at once, naming what the preset needs and lacks.
-    from rise.cli import preflight
+    from rise.checks import preflight
 
     # only what the jobs of this run read: a table's run is not stopped for a model or dataset it never uses
     jobs = [(job.rule.name, job.wildcards_dict) for job in workflow.dag.needrun_jobs()]

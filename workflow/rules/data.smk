@@ -3,7 +3,7 @@ rule build_models:
     input: [m["model"] for m in PRETRAINED.values()]
     output: str(L.models_manifest())
     params:
-        settings=readable(S.stage_settings("models")),
+        settings=readable(stage_settings(S, "models")),
         code=code("build-models"),
     log: log_file("build_models", PRESET)
     threads: cpus("build_models")
@@ -15,7 +15,7 @@ rule build_models:
 rule prepare_data:
     output: str(L.dataset_manifest("{dataset}"))
     params:
-        settings=lambda w: readable(S.stage_settings("data", w.dataset)),
+        settings=lambda w: readable(stage_settings(S, "data", w.dataset)),
         code=code("prepare-data"),
     log: log_file("prepare_data", "{dataset}")
     threads: cpus("prepare_data")
@@ -28,7 +28,7 @@ rule sample_train:
     input: lambda w: str(L.dataset_manifest(S.train_sets[w.train_set]["dataset"]))
     output: str(L.train_manifest("{train_set}"))
     params:
-        settings=lambda w: readable(S.stage_settings("sample", w.train_set)),
+        settings=lambda w: readable(stage_settings(S, "sample", w.train_set)),
         code=code("sample-train"),
     log: log_file("sample_train", "{train_set}")
     conda: ENV

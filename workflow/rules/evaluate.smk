@@ -7,7 +7,7 @@ rule predict:
         predictions=str(L.predictions("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
         environment=str(L.prediction_environment("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
     params:
-        settings=lambda w: readable(S.stage_settings("predict", w.variant, w.dataset)),
+        settings=lambda w: readable(stage_settings(S, "predict", w.variant, w.dataset)),
         code=code("launch", "predict"),
     log: log_file("predict", "{variant}-seed{seed}-{checkpoint}-{dataset}")
     threads: cpus("predict")
@@ -26,7 +26,7 @@ rule evaluate:
         samples=str(L.sample_scores("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
         provenance=str(L.metrics_provenance("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
     params:
-        settings=readable(S.stage_settings("evaluate")),
+        settings=readable(stage_settings(S, "evaluate")),
         code=code("evaluate"),
     log: log_file("evaluate", "{variant}-seed{seed}-{checkpoint}-{dataset}")
     threads: cpus("evaluate")
@@ -47,7 +47,7 @@ rule table:
         metrics=str(L.table("{table}").with_suffix(".json")),  # what `dvc metrics show` reads
     params:
         caption=lambda w: S.tables[w.table]["caption"],
-        settings=lambda w: {"table": S.tables[w.table], "seeds": S.train["seeds"]},
+        settings=lambda w: {"table": S.tables[w.table], "seeds": S.train.seeds},
         code=code("table", "show"),
     log: log_file("table", "{table}")
     conda: ENV

@@ -10,7 +10,7 @@ for stage, made in PRETRAINED.items():
             report=report(made["report"], caption="../report/pretrain.rst", category="Toy pretraining",
                           labels={"model": stage}),
         params:
-            settings=readable(S.stage_settings("pretrain", stage)),
+            settings=readable(stage_settings(S, "pretrain", stage)),
             code=code("pretrain"),
             model=stage,  # (a shell command is formatted when the job runs, after the loop has ended)
         log: log_file("pretrain", stage)

@@ -10,7 +10,7 @@ rule train:
         figure=report(str(L.train_curves("{variant}", "{seed}").with_suffix(".png")), caption="../report/curves.rst",
                       category="Training curves", labels={"variant": "{variant}", "seed": "{seed}"}),
     params:
-        settings=lambda w: readable(S.stage_settings("train", w.variant, seed=int(w.seed))),
+        settings=lambda w: readable(stage_settings(S, "train", w.variant, seed=int(w.seed))),
         code=code("launch", "train"),
     log: log_file("train", "{variant}-seed{seed}")
     # training runs are the long jobs: started first, the short predictions fill the gaps after
@@ -30,7 +30,7 @@ rule base_policy:
         policy=str(L.policy_ref("{variant}", "{seed}")),
         curves=str(L.train_curves("{variant}", "{seed}")),  # no steps: an empty curve
     params:
-        settings=lambda w: readable(S.stage_settings("train", w.variant, seed=int(w.seed))),
+        settings=lambda w: readable(stage_settings(S, "train", w.variant, seed=int(w.seed))),
         code=code("train"),
     log: log_file("train", "{variant}-seed{seed}")
     conda: ENV

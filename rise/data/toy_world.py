@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from rise.contracts import encode_mask
-from rise.data.synthetic import COLOURS, SHAPES, _draw
+from rise.data.synthetic import COLOURS, SHAPES, shape_mask
 
 SIZE = 112          # image side = the policy's view (image.policy_size), so no resizing anywhere
 CELL = 28           # one merged visual token of Qwen2.5-VL (patch 14 x merge 2)
@@ -127,7 +127,7 @@ def make_scene(rng: random.Random, n_objects: int) -> list[ToyObject]:
         cx = col * CELL + CELL / 2 + rng.uniform(-JITTER, JITTER)
         cy = row * CELL + CELL / 2 + rng.uniform(-JITTER, JITTER)
         colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
-        objects.append(ToyObject(colour, shape, size, row, col, cx, cy, r, _draw(shape, cx, cy, r, (SIZE, SIZE))))
+        objects.append(ToyObject(colour, shape, size, row, col, cx, cy, r, shape_mask(shape, cx, cy, r, (SIZE, SIZE))))
     return objects
 
 
@@ -255,3 +255,24 @@ def write_split(dataset: str, split: str, n_images: int, families, image_dir: st
                 "dataset": dataset, "split": split, "source_id": f"toy:{image_id}:{target}", "kind": family,
             })
     return rows
+
+
+# The loader registry's entries (rise/data/__init__.py): seeded scenes with exact masks (docs/toy.md).
+PATHS = ()
+
+
+def load(spec: dict, request) -> list[dict]:
+    from rise.errors import ConfigError
+
+    settings = request.settings
+    if "shade" in spec["families"] and not (settings.pretrain or {}).get("shade_words", False):
+        raise ConfigError(f"{settings.source}: {request.setting}.families has 'shade', but "
+                          f"presets.{settings.preset}.pretrain.shade_words is off, so neither the policy's "
+                          "tokenizer nor CLIP was taught its words: set shade_words: true")
+    return write_split(request.dataset, spec["split"], spec["n_images"], spec["families"], request.image_dir,
+                       request.seed, tuple(spec.get("n_objects", (2, 4))))
+
+
+def describe(spec: dict, request) -> dict:
+    return {"split": spec["split"], "images": spec["n_images"], "families": ",".join(spec["families"]),
+            "image_folder": str(request.image_dir), "mask_source": "drawn with the toy world's images (exact)"}

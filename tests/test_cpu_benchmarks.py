@@ -75,7 +75,7 @@ def test_reward_benchmark_reduced_run_splits_the_gain():
 
 
 def test_kernel_benchmark_reduced_run_repeats_itself_on_one_machine(tmp_path):
-    result = load("cpu_kernels").main(["--steps", "40", "--only", "native", "--only", "native again",
+    result = load("cpu_kernels").main(["--steps", "10", "--only", "native", "--only", "native again",
                                    "--out", str(tmp_path / "kernels.json")])
     assert [r["config"] for r in result["runs"]] == ["native", "native again"]
     assert result["groups"] == [["native", "native again"]] and len(result["runs"][0]["fingerprint"]) == 12

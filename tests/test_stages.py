@@ -244,7 +244,7 @@ def test_vllm_backend_without_vllm_names_the_setting(in_demo):
         pytest.skip("vLLM is installed here")
     except ImportError:
         pass
-    settings = dataclasses.replace(in_demo, predict={**in_demo.predict, "backend": "vllm"})
+    settings = dataclasses.replace(in_demo, predict=dataclasses.replace(in_demo.predict, backend="vllm"))
     train_variant(settings, "zeroshot_3b")
     with pytest.raises(MissingResourceError, match="predict.backend is 'vllm'"):
         predict(settings, "zeroshot_3b", "reasonseg_val")

@@ -187,7 +187,8 @@ def train_command(settings, args) -> None:
     train_variant(settings, args.variant, seed=_run_seed(settings, args))
 
 
-def predict_arguments(p) -> None:
+def scored_run_arguments(p) -> None:
+    """predict and evaluate: one run of a variant at a checkpoint, on some datasets (default: all a table reads)."""
     _run_args(p)
     p.add_argument("--eval-set", action="append")
 
@@ -195,22 +196,19 @@ def predict_arguments(p) -> None:
 def predict_command(settings, args) -> None:
     from rise.predict import predict
 
-    seed = _run_seed(settings, args)
-    for name in _eval_sets(settings, args.eval_set):
-        predict(settings, args.variant, name, seed=seed, checkpoint=_checkpoint(settings, args))
-
-
-def evaluate_arguments(p) -> None:
-    _run_args(p)
-    p.add_argument("--eval-set", action="append")
+    _each_eval_set(settings, args, predict)
 
 
 def evaluate_command(settings, args) -> None:
     from rise.evaluate import evaluate
 
-    seed = _run_seed(settings, args)
+    _each_eval_set(settings, args, evaluate)
+
+
+def _each_eval_set(settings, args, stage) -> None:
+    seed, checkpoint = _run_seed(settings, args), _checkpoint(settings, args)
     for name in _eval_sets(settings, args.eval_set):
-        evaluate(settings, args.variant, name, seed=seed, checkpoint=_checkpoint(settings, args))
+        stage(settings, args.variant, name, seed=seed, checkpoint=checkpoint)
 
 
 def sweep_arguments(p) -> None:
@@ -244,8 +242,7 @@ def table_command(settings, args) -> None:
 
 def launch_arguments(p) -> None:
     p.add_argument("stage", choices=("train", "predict"))
-    _run_args(p)
-    p.add_argument("--eval-set", action="append")
+    scored_run_arguments(p)
 
 
 def launch_command(settings, args) -> int | None:
@@ -394,8 +391,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command(train_command, "GRPO-train one run of a variant (resumes from its latest checkpoint)",
                      train_arguments),
     "predict": Command(predict_command, "policy + SAM2 predictions of a variant (default: all evaluated datasets)",
-                       predict_arguments),
-    "evaluate": Command(evaluate_command, "gIoU/cIoU of a variant's predictions", evaluate_arguments),
+                       scored_run_arguments),
+    "evaluate": Command(evaluate_command, "gIoU/cIoU of a variant's predictions", scored_run_arguments),
     "sweep": Command(sweep_command, "gIoU/cIoU against training step for every saved checkpoint (CSV + PNG)",
                      sweep_arguments),
     "sweep-figure": Command(sweep_figure_command, "the sweeps listed under `sweeps` on shared axes (figures/sweeps.png)"),

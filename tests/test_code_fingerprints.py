@@ -96,11 +96,11 @@ def test_a_new_cli_command_changes_no_other_command(library):
     cli.write_text(text)
     assert fingerprints(library) == before
     assert "rise.cli:hello" in code_fingerprint(["hello"], library)["modules"]
-    # a stage's own function does count
-    assert changed_after(library, "cli.py", "evaluate(settings, args.variant", "evaluate(settings,  args.variant") == set()
-    assert changed_after(library, "cli.py", "for name in _eval_sets(settings, args.eval_set):\n        evaluate(",
-                         "for name in reversed(_eval_sets(settings, args.eval_set)):\n        evaluate(") \
-        == {"evaluate"}
+    # a stage's own function does count, and only for it
+    assert changed_after(library, "cli.py", "_each_eval_set(settings, args, evaluate)",
+                         "_each_eval_set(settings,  args, evaluate)") == set()
+    assert changed_after(library, "cli.py", "    _each_eval_set(settings,  args, evaluate)\n",  # (the edit above)
+                         "    _each_eval_set(settings, args, evaluate)\n    log.info('evaluated')\n") == {"evaluate"}
 
 
 def test_fingerprint_files_are_rewritten_only_when_they_change(library, tmp_path):

@@ -39,18 +39,23 @@ Metrics               runs/<preset>/metrics/<variant>/seed<k>/<checkpoint>/<data
     beside the scores, runs/<preset>/scores/<variant>/seed<k>/<checkpoint>/<dataset>.provenance.json:
     {"protocol", "answer", "variant", "seed", "checkpoint", "dataset", "provenance", "environment",
      "models": {"policy", "base", "clip", "sam2"} weight fingerprints} (rise.contracts.read_metrics joins
-    the two), and the per-sample rows, <dataset>.samples.csv (sample_id, intersection, union, iou,
-    parse_ok, box, think_chars).
+    the two), the per-sample rows, <dataset>.samples.csv (sample_id, intersection, union, iou,
+    parse_ok, box, think_chars, kind), and per instruction family (the samples' `kind`),
+    <dataset>.families.json: {family: {"gIoU", "cIoU", "n_samples", "n_failed_parse"}} ({} where
+    the samples carry no family).
 
 Table                 results/<preset>/<table>.csv                        (stage: table)
-    label, variant, then one column per (dataset, metric) ours, then the paper's number as
+    label, variant, then one column per (dataset, metric) ours (with "<column> std"), in a table
+    `by_family` one per (dataset, family, metric) "<dataset> <family> <metric>" (with std), then
+    "GRPO trained on" ("<dataset>: <families>"; empty untrained), then the paper's number as
     "paper <dataset> <metric>", then per dataset its sample and failed-parse counts, then
     protocol, preset, policy, clip, sam2, data (loader and location of each dataset), note,
     models ("policy <fp>, <fp>; base <fp>; clip <fp>; sam2 <fp>": the weights' fingerprints,
     one per distinct model of the row's runs), trained with, predicted with (commit; hardware; versions).
 
 Table metrics         results/<preset>/<table>.json                       (stage: table)
-    {variant: {"seeds": int, <dataset>: {<metric>: mean, "<metric> std": std|null}}}: the table
+    {variant: {"seeds": int, <dataset>: {<metric>: mean, "<metric> std": std|null,
+     "families": {<family>: {<metric>, "<metric> std"}} (a table `by_family`)}}}: the table
     as `dvc metrics show` and `dvc metrics diff` read it.
 
 Checkpoint sweep      results/<preset>/sweeps/<variant>.csv (+ .png)      (stage: sweep)

@@ -219,18 +219,19 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             # most runs of a pipeline are not built yet; after `dvc pull` they are recomputed from the
             # pulled predictions in seconds. Per-sample scores and the numbers' provenance: scores/
             "outs": [{f"{RUN}/metrics/{scored}.json": {"cache": False}}, f"{RUN}/scores/{scored}.samples.csv",
-                     in_git(f"{RUN}/scores/{scored}.provenance.json")],
+                     in_git(f"{RUN}/scores/{scored}.provenance.json"), in_git(f"{RUN}/scores/{scored}.families.json")],
         },
     }
 
-    def metrics_deps(needs):
-        return [f"{RUN}/metrics/{n.variant}/seed{n.seed}/{n.checkpoint}/{n.dataset}.json" for n in needs]
+    def metrics_deps(needs, families: bool = False):
+        scored = [f"{n.variant}/seed{n.seed}/{n.checkpoint}/{n.dataset}" for n in needs]
+        return [f"{RUN}/metrics/{x}.json" for x in scored] + [f"{RUN}/scores/{x}.families.json" for x in scored if families]
 
     for name in s.tables:
         stages[name] = {
             "cmd": [f"{rise('table', name)} table --name {name}", f"{rise('table', name)} show --write --name {name}"],
             "params": params(f"tables.{name}", "train.seeds", f"{P}.overrides.train.seeds"),
-            "deps": metrics_deps(table_needs(s, name)),
+            "deps": metrics_deps(table_needs(s, name), families=bool(s.tables[name].get("by_family"))),
             "outs": [in_git(f"results/{preset}/{name}.csv"), in_git(f"results/{preset}/{name}.md"),
                      in_git(f"results/{preset}/{name}.html"), in_git(f"results/{preset}/{name}.json")],
         }

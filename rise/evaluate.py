@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 
 from rise.config import Settings
-from rise.layout import FINAL
 from rise.contracts import atomic_write_text, decode_mask, load_eval_manifest, read_json, read_jsonl, write_json
 from rise.errors import DataError
+from rise.layout import FINAL
 from rise.metrics import intersection_union, summarize
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None =
     run = read_json(policy) if policy.exists() else {}  # the training run's policy.json
     environments = _environments(settings, variant, eval_set, seed, checkpoint, run)
     metrics["n_failed_parse"] = sum(not preds[g["sample_id"]]["parse_ok"] for g in gts)
+    families = family_metrics(rows, protocol)
     record = dict(protocol=protocol, answer=settings.evaluate["answer"], environment=environments,
                   models=_models(run, environments), variant=variant, seed=seed, checkpoint=checkpoint,
                   dataset=eval_set, provenance=settings.provenance())
@@ -56,11 +57,23 @@ def evaluate(settings: Settings, variant: str, eval_set: str, seed: int | None =
     writer.writerows(rows)
     atomic_write_text(layout.sample_scores(variant, eval_set, seed, checkpoint), buf.getvalue())
     write_json(layout.metrics_provenance(variant, eval_set, seed, checkpoint), record)
+    write_json(layout.family_metrics(variant, eval_set, seed, checkpoint), families)
     out = layout.metrics(variant, eval_set, seed, checkpoint)
     write_json(out, metrics)  # numbers alone; what they came from is in the provenance file beside the scores
     log.info("%s seed %d %s/%s: gIoU %.2f cIoU %.2f (%d samples, %d failed parses, protocol %s)", variant, seed,
              checkpoint, eval_set,
              metrics["gIoU"], metrics["cIoU"], metrics["n_samples"], metrics["n_failed_parse"], protocol)
+    return out
+
+
+def family_metrics(rows: list[dict], protocol: str) -> dict:
+    """{family: {gIoU, cIoU, n_samples, n_failed_parse}} over the samples of each `kind`, in the order
+    the kinds first appear; {} where the samples carry none (real datasets)."""
+    out = {}
+    for kind in dict.fromkeys(r["kind"] for r in rows if r["kind"]):
+        mine = [r for r in rows if r["kind"] == kind]
+        out[kind] = {**summarize([r["intersection"] for r in mine], [r["union"] for r in mine], protocol),
+                     "n_failed_parse": sum(not r["parse_ok"] for r in mine)}
     return out
 
 

@@ -76,6 +76,10 @@ class Layout:
         `metrics/`, which holds numbers alone (`dvc metrics show` lists that folder)."""
         return self._scored("scores", variant, seed, checkpoint) / f"{eval_set}.provenance.json"
 
+    def family_metrics(self, variant: str, eval_set: str, seed: int | None = None, checkpoint: str = FINAL) -> Path:
+        """gIoU/cIoU per instruction family (the samples' `kind`), beside the per-sample scores."""
+        return self._scored("scores", variant, seed, checkpoint) / f"{eval_set}.families.json"
+
     def sweep(self, variant: str) -> Path:
         """gIoU/cIoU of every saved checkpoint of every seed (CSV; the PNG lies beside it)."""
         return self.root / "results" / self.preset / "sweeps" / f"{variant}.csv"

@@ -3,6 +3,7 @@ side by side (`results/<preset>/<table>.md`, and `rise show` in the terminal), f
 `rise table` writes (rise/tables.py)."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -37,9 +38,29 @@ def _difference(ours, paper) -> str:
     return f"{ours - paper:+.1f}"
 
 
+def family_columns(settings: Settings, name: str) -> list[tuple[str, str]]:
+    """A table `by_family`'s per-family columns: (CSV column, header), the header marking whether GRPO
+    trained any of the table's rows on that family ("trained") or on none ("unseen")."""
+    from rise.tables import trained_families
+
+    table = settings.tables[name]
+    if not table.get("by_family"):
+        return []
+    shown = json.loads(settings.layout.table(name).with_suffix(".json").read_text())
+    order = list(pd.read_csv(settings.layout.table(name), nrows=0).columns)  # the table's order of families
+    trained = {f for row in table["rows"] for f in trained_families(settings, row["variant"])}
+    out = []
+    for dataset, metric in table["columns"]:
+        families = {f for rec in shown.values() for f in rec.get(dataset, {}).get("families", {})}
+        out += sorted(((f"{dataset} {f} {metric}", f"{dataset} {f} ({'trained' if f in trained else 'unseen'}) {metric}")
+                       for f in families), key=lambda c: order.index(c[0]))
+    return out
+
+
 def _contents(settings: Settings, name: str):
     """What both renderings show: the table's settings, its value columns, per row (label, {column:
-    [paper, ours, difference]}, [seeds, checkpoint]), and the paragraphs under it."""
+    [paper, ours, difference]}, [seeds, checkpoint]), the per-family block ({header: ours} per row
+    label, with "GRPO trained on"; empty unless the table is `by_family`) and the paragraphs under it."""
     table = settings.tables[name]
     df = pd.read_csv(settings.layout.table(name))
     columns = [f"{d} {m}" for d, m in table["columns"]]
@@ -50,24 +71,46 @@ def _contents(settings: Settings, name: str):
             paper = row.get(f"paper {c}")
             cells[c] = [_number(paper), _ours(row, c), _difference(row[c], paper)]
         rows.append((row["label"], cells, [int(row.get("seeds", 1)), row.get("checkpoint", "final")]))
+    by_family = family_columns(settings, name)
+    families = {row["label"]: {**{header: _ours(row, column) for column, header in by_family},
+                               "GRPO trained on": row.get("GRPO trained on") if isinstance(row.get("GRPO trained on"), str)
+                               else "(not trained)"}
+                for _, row in df.iterrows()} if by_family else {}
     datasets = list(dict.fromkeys(d for d, _ in table["columns"]))
     failed = "; ".join(f"{d}: {int(df[f'{d} samples'].iloc[0])} samples, failed parses per row (mean over its "
                        f"seeds): " + ", ".join(f"{x:g}" for x in df[f"{d} failed parses"]) for d in datasets)
     prose = [f"Protocol {', '.join(sorted(set(df['protocol'])))}; {failed}. Ours: mean ± standard deviation "
              "over the seeds (one seed: the run's value). Policy per row in the CSV beside this file."]
+    if by_family:
+        prose.append("Per instruction family (ours): a family is marked trained where GRPO's training set of "
+                     "some row holds it, unseen where none does; each row says what it was trained on.")
     note = next((n for n in df.get("note", pd.Series(dtype=str)).dropna() if n), "")
     if note:
         prose.append(f"**{note}**")
-    return table, columns, rows, prose
+    return table, columns, rows, families, prose
+
+
+def _fit(columns: list, render, width: int | None) -> list[list]:
+    """Columns grouped greedily so that each group's rendered lines fit `width` (None: one group)."""
+    if not width:
+        return [columns]
+    groups, current = [], []
+    for c in columns:
+        if current and max(map(len, render(current + [c], c == columns[-1]))) > width:
+            groups.append(current)
+            current = []
+        current.append(c)
+    return groups + [current]
 
 
 def table_markdown(settings: Settings, name: str, width: int | None = None) -> str:
-    """The table as Markdown: per column the paper's value, ours and ours minus the paper's.
+    """The table as Markdown: per column the paper's value, ours and ours minus the paper's; then,
+    for a table `by_family`, ours per instruction family.
     `width` (a terminal, `rise show`): the columns go in as many tables as it takes for each line to
     fit, the row labels repeated, and the prose is wrapped."""
     import textwrap
 
-    table, columns, rows, prose = _contents(settings, name)
+    table, columns, rows, families, prose = _contents(settings, name)
 
     def block(cols: list[str], tail: bool) -> list[str]:
         header = ["", *[h for c in cols for h in (f"{c}: paper", "ours", "Δ")], *(["seeds", "checkpoint"] if tail else [])]
@@ -77,38 +120,39 @@ def table_markdown(settings: Settings, name: str, width: int | None = None) -> s
                                                                    *(rest if tail else [])]) + " |")
         return out
 
-    groups = [columns]
-    if width:  # greedily: as many column groups per table as fit
-        groups, current = [], []
-        for c in columns:
-            if current and max(map(len, block(current + [c], c == columns[-1]))) > width:
-                groups.append(current)
-                current = []
-            current.append(c)
-        groups.append(current)
+    def family_block(cols: list[str], tail: bool) -> list[str]:
+        out = ["| " + " | ".join(["", *cols]) + " |", "|---" + "|---:" * (len(cols) - tail) + ("|---|" if tail else "|")]
+        return out + ["| " + " | ".join([label, *(cells[c] for c in cols)]) + " |" for label, cells in families.items()]
+
     lines = [f"### {name}: {table['caption']} (preset `{settings.preset}`)"]
-    for i, cols in enumerate(groups):
+    for i, cols in enumerate(groups := _fit(columns, block, width)):
         lines += ["", *block(cols, i == len(groups) - 1)]
+    if families:
+        headers = list(next(iter(families.values())))
+        for i, cols in enumerate(groups := _fit(headers, family_block, width)):
+            lines += ["", *family_block(cols, i == len(groups) - 1)]
     for text in prose:
         lines += ["", *(textwrap.wrap(text, width) if width else [text])]
     return "\n".join(lines) + "\n"
 
 
 def table_html(settings: Settings, name: str) -> str:
-    """The table as an HTML page (what the Snakemake report shows): the Markdown's cells, one table."""
+    """The table as an HTML page (what the Snakemake report shows): the Markdown's cells, one table
+    (and the per-family one below it)."""
     import html
 
-    table, columns, rows, prose = _contents(settings, name)
+    table, columns, rows, families, prose = _contents(settings, name)
     header = pd.MultiIndex.from_tuples([(c, h) for c in columns for h in ("paper", "ours", "Δ")]
                                        + [("", "seeds"), ("", "checkpoint")])
     shown = pd.DataFrame([[v for c in columns for v in cells[c]] + rest for _, cells, rest in rows],
                          index=[label for label, _, _ in rows], columns=header)
+    per_family = pd.DataFrame.from_dict(families, orient="index").to_html(border=1) if families else ""
     paragraphs = "".join(f"<p>{html.escape(p).replace('**', '')}</p>" for p in prose)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{name}</title><style>"
             "body{font-family:sans-serif} table{border-collapse:collapse} td,th{padding:2px 8px;text-align:right}"
             "</style></head><body>"
             f"<h3>{html.escape(name)}: {html.escape(table['caption'])} (preset {html.escape(settings.preset)})</h3>"
-            f"{shown.to_html(border=1)}{paragraphs}</body></html>\n")
+            f"{shown.to_html(border=1)}{per_family}{paragraphs}</body></html>\n")
 
 
 def write_markdown(settings: Settings, name: str) -> Path:

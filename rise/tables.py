@@ -8,7 +8,7 @@ import pandas as pd
 
 from rise.config import Settings
 from rise.layout import FINAL
-from rise.contracts import atomic_write_text, read_metrics, write_json
+from rise.contracts import atomic_write_text, read_json, read_metrics, write_json
 from rise.fingerprints import describe_models
 from rise.provenance import summary
 
@@ -41,9 +41,10 @@ def protocol_lines(settings: Settings) -> list[str]:
     ]
 
 
-def table_metrics(df: pd.DataFrame, columns: list) -> dict:
-    """{variant: {dataset: {metric, "<metric> std"}, "seeds"}}: the table as DVC reads metrics
-    (`dvc metrics show`, `dvc metrics diff`)."""
+def table_metrics(df: pd.DataFrame, columns: list, families: dict[str, list[str]] | None = None) -> dict:
+    """{variant: {dataset: {metric, "<metric> std", "families": {family: {metric, "<metric> std"}}},
+    "seeds"}}: the table as DVC reads metrics (`dvc metrics show`, `dvc metrics diff`); "families"
+    only in a table `by_family`."""
     def number(value):
         return None if pd.isna(value) else float(value)
 
@@ -53,7 +54,47 @@ def table_metrics(df: pd.DataFrame, columns: list) -> dict:
         for dataset, metric in columns:
             rec.setdefault(dataset, {})[metric] = number(row[f"{dataset} {metric}"])
             rec[dataset][f"{metric} std"] = number(row[f"{dataset} {metric} std"])
+            for family in (families or {}).get(dataset, []):
+                column = f"{dataset} {family} {metric}"
+                fam = rec[dataset].setdefault("families", {}).setdefault(family, {})
+                fam[metric], fam[f"{metric} std"] = number(row.get(column)), number(row.get(f"{column} std"))
     return out
+
+
+def _mean_and_std(rec: dict, column: str, values: list) -> None:
+    """The mean over a row's runs, and beside it their sample standard deviation (None with one run)."""
+    values = pd.Series(values, dtype=float)
+    rec[column] = round(values.mean(), 2)
+    rec[f"{column} std"] = round(values.std(ddof=1), 2) if len(values) > 1 else None
+
+
+def families_of(settings: Settings, dataset: str, per_run: list[dict]) -> list[str]:
+    """The instruction families a dataset's samples carry: in the order its entry lists them
+    (`families`, `kinds`), then any other found in the runs' per-family metrics."""
+    spec = settings.datasets[dataset]
+    found = [f for run in per_run for f in run]
+    return list(dict.fromkeys([f for f in spec.get("families", spec.get("kinds", [])) if f in found] + found))
+
+
+def trained_families(settings: Settings, variant: str) -> list[str]:
+    """The instruction families of the samples GRPO trained the variant on ([] for a real dataset,
+    whose instructions carry no family, and for an untrained variant)."""
+    v = settings.variants[variant]
+    if not v.train:
+        return []
+    spec = settings.datasets[settings.train_sets[v.train_set]["dataset"]]
+    return list(spec.get("families", spec.get("kinds", [])))
+
+
+def grpo_trained_on(settings: Settings, variant: str) -> str:
+    """'refcocog_train: classname' (dataset: families), the dataset alone where it has no families,
+    '' for a variant GRPO never trained."""
+    v = settings.variants[variant]
+    if not v.train:
+        return ""
+    dataset = settings.train_sets[v.train_set]["dataset"]
+    families = trained_families(settings, variant)
+    return f"{dataset}: {', '.join(families)}" if families else dataset
 
 
 def build_table(settings: Settings, name: str) -> Path:
@@ -66,6 +107,7 @@ def build_table(settings: Settings, name: str) -> Path:
     select = settings.table_selection(name)
     datasets = settings.table_datasets(name)
     records = []
+    families: dict[str, list[str]] = {}  # per dataset, the families shown (`by_family`)
     for row in table["rows"]:
         variant = row["variant"]
         rec = {"label": row["label"], "variant": variant}
@@ -74,9 +116,16 @@ def build_table(settings: Settings, name: str) -> Path:
             ckpt = chosen_checkpoint(settings, variant, seed, select)
             runs.append((ckpt, {d: read_metrics(layout, variant, d, seed, ckpt) for d in datasets}))
         for dataset, metric in table["columns"]:
-            values = pd.Series([m[dataset][metric] for _, m in runs], dtype=float)
-            rec[f"{dataset} {metric}"] = round(values.mean(), 2)
-            rec[f"{dataset} {metric} std"] = round(values.std(ddof=1), 2) if len(values) > 1 else None
+            _mean_and_std(rec, f"{dataset} {metric}", [m[dataset][metric] for _, m in runs])
+        for dataset in (datasets if table.get("by_family") else []):
+            per_run = [read_json(layout.family_metrics(variant, dataset, seed, ckpt))
+                       for seed, (ckpt, _) in zip(settings.seeds(variant), runs)]
+            shown = families.setdefault(dataset, [])
+            shown += [f for f in families_of(settings, dataset, per_run) if f not in shown]
+            for family in families_of(settings, dataset, per_run):
+                for metric in (m for d, m in table["columns"] if d == dataset):
+                    _mean_and_std(rec, f"{dataset} {family} {metric}", [run[family][metric] for run in per_run])
+        rec["GRPO trained on"] = grpo_trained_on(settings, variant)
         rec["seeds"] = len(runs)
         rec["checkpoint"] = FINAL if select is None or not settings.variants[variant].train else \
             f"best on {select}: " + ", ".join(c for c, _ in runs)
@@ -106,7 +155,7 @@ def build_table(settings: Settings, name: str) -> Path:
     df = pd.DataFrame.from_records(records)
     out = layout.table(name)
     atomic_write_text(out, df.to_csv(index=False))
-    write_json(out.with_suffix(".json"), table_metrics(df, table["columns"]))
+    write_json(out.with_suffix(".json"), table_metrics(df, table["columns"], families))
     shown = [c for d, m in table["columns"] for c in (f"{d} {m}", f"{d} {m} std")]
     log.info("%s (%s) -> %s\n%s", name, table["caption"], out, df[["label", *shown, "seeds"]].to_string(index=False))
     return out

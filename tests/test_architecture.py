@@ -131,5 +131,6 @@ def test_the_contracts_catalogue_names_the_layouts_paths():
     text = " ".join(rise.contracts.__doc__.split())
     for beside in (layout.metrics_provenance(*run), ):
         assert str(beside) in text
-    for name in (layout.prediction_environment(*run).name, layout.sample_scores(*run).name):
+    for name in (layout.prediction_environment(*run).name, layout.sample_scores(*run).name,
+                 layout.family_metrics(*run).name):
         assert name in text

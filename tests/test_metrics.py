@@ -58,3 +58,18 @@ def test_edge_cases():
     assert intersection_union(pred, gt, ignore, "lisa") == (4, 4)     # ignore excluded
     with pytest.raises(ValueError):
         intersection_union(pred, gt, None, "coco")
+
+
+def test_family_metrics_are_the_metrics_of_each_familys_samples():
+    from rise.evaluate import family_metrics
+    from rise.metrics import summarize
+
+    rows = [{"kind": "colour", "intersection": 5, "union": 10, "parse_ok": True},
+            {"kind": "shape", "intersection": 0, "union": 8, "parse_ok": False},
+            {"kind": "colour", "intersection": 9, "union": 10, "parse_ok": True},
+            {"kind": "shape", "intersection": 4, "union": 4, "parse_ok": True}]
+    out = family_metrics(rows, "segzero")
+    assert list(out) == ["colour", "shape"]
+    assert out["colour"] == {**summarize([5, 9], [10, 10], "segzero"), "n_failed_parse": 0}
+    assert out["shape"]["gIoU"] == 50.0 and out["shape"]["cIoU"] == 100.0 * 4 / 12 and out["shape"]["n_failed_parse"] == 1
+    assert family_metrics([{**r, "kind": ""} for r in rows], "segzero") == {}

@@ -72,3 +72,39 @@ def test_several_seeds_give_mean_and_std_and_best_checkpoints_are_named(tmp_path
     assert full["reasonseg_test failed parses"] == 1.0  # the mean over seeds
     md = table_markdown(s, "table4")
     assert f"| 34.3 ± {full['reasonseg_test gIoU std']:.1f} |" in md and "| 3 | best on reasonseg_val: step1" in md
+
+
+def test_a_table_by_family_has_a_column_per_family_marked_trained_or_unseen(tmp_path):
+    """`by_family`: gIoU/cIoU per instruction family beside the overall columns (mean and std over
+    seeds), the families GRPO trained on marked apart from those it never saw, and each row's training
+    set named."""
+    import json
+
+    import pandas as pd
+
+    root = copy_project(tmp_path, {"train": {"seeds": [0, 1]}, "tables": {"table4": {"by_family": True}},
+                                   "presets": {"demo": {"datasets": {"refcocog_train": {"kinds": ["attribute", "spatial"]}}}}})
+    s = load_settings(root / "params.yaml", root=root)
+    for n in table_needs(s, "table4"):
+        write_json(s.layout.metrics(n.variant, n.dataset, n.seed, n.checkpoint),
+                   {"gIoU": 30.0, "cIoU": 20.0, "n_samples": 8, "n_failed_parse": 0, "protocol": "segzero"})
+        write_json(s.layout.family_metrics(n.variant, n.dataset, n.seed, n.checkpoint),
+                   {"comparative": {"gIoU": 10.0 + n.seed, "cIoU": 5.0, "n_samples": 3, "n_failed_parse": 0},
+                    "spatial": {"gIoU": 40.0 + 2 * n.seed, "cIoU": 30.0, "n_samples": 5, "n_failed_parse": 0}})
+    df = pd.read_csv(build_table(s, "table4")).set_index("label")
+    full = df.loc["RISE (Full)"]
+    assert full["reasonseg_test spatial gIoU"] == 41.0 and full["reasonseg_test comparative gIoU"] == 10.5
+    assert full["reasonseg_test spatial gIoU std"] == round(pd.Series([40.0, 42.0]).std(), 2)
+    assert full["reasonseg_test comparative cIoU"] == 5.0
+    assert full["GRPO trained on"] == "refcocog_train: attribute, spatial"
+    # the spec's order of families (spatial, comparative), not the file's
+    assert list(df.columns).index("reasonseg_test spatial gIoU") < list(df.columns).index("reasonseg_test comparative gIoU")
+    metrics = json.loads((root / "results/demo/table4.json").read_text())
+    assert metrics["full_3b"]["reasonseg_test"]["families"]["spatial"] == {"gIoU": 41.0, "gIoU std": 1.41,
+                                                                          "cIoU": 30.0, "cIoU std": 0.0}
+    md = table_markdown(s, "table4")
+    assert "reasonseg_test spatial (trained) gIoU" in md and "reasonseg_test comparative (unseen) gIoU" in md
+    assert "| RISE (Full) | 41.0 ± 1.4 |" in md
+    assert "refcocog_train: attribute, spatial" in md
+    shown = table_markdown(s, "table4", width=100)
+    assert max(len(line) for line in shown.splitlines() if line.startswith("|")) <= 100

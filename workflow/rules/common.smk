@@ -112,7 +112,10 @@ def metrics_files(needs):
 
 
 def table_inputs(wildcards):
-    return metrics_files(table_needs(S, wildcards.table))
+    """Each run's metrics, and its per-family metrics where the table shows them (`by_family`)."""
+    needs = table_needs(S, wildcards.table)
+    families = [str(L.family_metrics(n.variant, n.dataset, n.seed, n.checkpoint)) for n in needs]
+    return metrics_files(needs) + (families if S.tables[wildcards.table].get("by_family") else [])
 
 
 def sweep_inputs(wildcards):

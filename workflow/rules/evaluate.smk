@@ -25,6 +25,7 @@ rule evaluate:
         metrics=str(L.metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
         samples=str(L.sample_scores("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
         provenance=str(L.metrics_provenance("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        families=str(L.family_metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
     params:
         settings=readable(stage_settings(S, "evaluate")),
         code=code("evaluate"),

@@ -218,7 +218,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             # out of DVC's cache: DVC reports a cached output that is missing as a load failure, and
             # most runs of a pipeline are not built yet; after `dvc pull` they are recomputed from the
             # pulled predictions in seconds. Per-sample scores and the numbers' provenance: scores/
-            "outs": [{f"{RUN}/metrics/{scored}.json": {"cache": False}}, f"{RUN}/scores/{scored}.samples.csv",
+            "outs": [{f"{RUN}/metrics/{scored}.json": {"cache": False}}, in_git(f"{RUN}/scores/{scored}.samples.csv"),
                      in_git(f"{RUN}/scores/{scored}.provenance.json"), in_git(f"{RUN}/scores/{scored}.families.json")],
         },
     }

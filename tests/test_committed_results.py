@@ -115,14 +115,16 @@ def test_only_a_preset_with_results_in_git_keeps_its_tables_and_provenance_out_o
     demo = pipeline(ROOT / "params.yaml", "demo")
     run = "${item.variant}/seed${item.seed}/${item.checkpoint}/${item.dataset}"
     assert toy["stages"]["evaluate"]["do"]["outs"] == [{f"runs/toy/metrics/{run}.json": {"cache": False}},
-                                                       f"runs/toy/scores/{run}.samples.csv",
-                                                       {f"runs/toy/scores/{run}.provenance.json": {"cache": False}}]
+                                                       {f"runs/toy/scores/{run}.samples.csv": {"cache": False}},
+                                                       {f"runs/toy/scores/{run}.provenance.json": {"cache": False}},
+                                                       {f"runs/toy/scores/{run}.families.json": {"cache": False}}]
     assert {"results/toy/table4.json": {"cache": False}} in toy["stages"]["table4"]["outs"]
     # the demo's scores and tables are cached like every other output (`dvc push` / `dvc pull`); the
     # metrics files never are (a cached output not built yet is a load failure for `dvc metrics show`)
     assert demo["stages"]["evaluate"]["do"]["outs"] == [{f"runs/demo/metrics/{run}.json": {"cache": False}},
                                                         f"runs/demo/scores/{run}.samples.csv",
-                                                        f"runs/demo/scores/{run}.provenance.json"]
+                                                        f"runs/demo/scores/{run}.provenance.json",
+                                                        f"runs/demo/scores/{run}.families.json"]
     assert demo["stages"]["table4"]["outs"] == ["results/demo/table4.csv", "results/demo/table4.md",
                                                 "results/demo/table4.html", "results/demo/table4.json"]
     # `dvc metrics show` lists each preset's metrics folder: the runs that exist, no file declared missing

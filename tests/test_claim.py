@@ -1,5 +1,7 @@
 """`rise claim`: the toy claim's check of a table (rise/toy/claim.py)."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -46,3 +48,65 @@ def test_claim_entry_fails_when_a_row_misses_the_bar_and_names_an_unknown_varian
     unknown = _claim_table(tmp_path / "unknown.csv", [("X", "nosuch_3b", 1.0, 0.1, 3)])
     proc = run(unknown)
     assert proc.returncode == 2 and "nosuch_3b" in proc.stderr and "params.yaml" in proc.stderr
+
+
+def _write_scores(settings, variant, dataset, per_seed):
+    """samples.csv of each seed of a variant: per_seed[k] = list of (intersection, union, kind)."""
+    from rise.contracts import atomic_write_text
+
+    for seed, samples in zip(settings.seeds(variant), per_seed):
+        rows = "".join(f"s{i},{inter},{union},{inter / union},True,,,,{kind}\n"
+                       for i, (inter, union, kind) in enumerate(samples))
+        atomic_write_text(settings.layout.sample_scores(variant, dataset, seed),
+                          "sample_id,intersection,union,iou,parse_ok,parse_error,box,think_chars,kind\n" + rows)
+
+
+def test_the_bootstrap_interval_is_paired_over_samples_and_reads_each_rows_seeds(tmp_path):
+    from rise.config import PROJECT_ROOT, load_settings
+    from rise.toy.claim import bootstrap_gap
+
+    s = load_settings(PROJECT_ROOT / "params.yaml", preset="toy", root=tmp_path)
+    assert s.seeds("full_3b") == [0, 1, 2] and s.seeds("zeroshot_3b") == [0]
+    rng = np.random.default_rng(0)
+    hard = rng.integers(0, 2, 60)  # the same samples are hard for every row: pairing removes that spread
+    base = [[(int(3 + 5 * h), 10, "classname" if i % 2 else "colour") for i, h in enumerate(hard)]]
+    better = [[(min(10, int(3 + 5 * h) + 2 + (seed == 1)), 10, "classname" if i % 2 else "colour")
+               for i, h in enumerate(hard)] for seed in range(3)]
+    _write_scores(s, "zeroshot_3b", "reasonseg_test", base)
+    _write_scores(s, "full_3b", "reasonseg_test", better)
+    _write_scores(s, "format_only_3b", "reasonseg_test", [base[0]] * 3)
+    up = bootstrap_gap(s, "full_3b", "zeroshot_3b", "reasonseg_test", resamples=500)
+    per_seed = [np.mean([min(10, int(3 + 5 * h) + 2 + (seed == 1)) / 10 for h in hard]) for seed in range(3)]
+    assert up["gap"] == round(100 * (np.mean(per_seed) - np.mean([(3 + 5 * h) / 10 for h in hard])), 2)
+    assert 0 < up["low"] <= up["gap"] <= up["high"] and up["p_not_above"] == 0 and up["seeds"] == [3, 1]
+    same = bootstrap_gap(s, "format_only_3b", "zeroshot_3b", "reasonseg_test", resamples=500)
+    assert same["gap"] == 0 and same["low"] == same["high"] == 0 and same["p_not_above"] == 1
+    colour = bootstrap_gap(s, "full_3b", "zeroshot_3b", "reasonseg_test", family="colour", resamples=200)
+    assert colour["samples"] == 30
+    ciou = bootstrap_gap(s, "full_3b", "zeroshot_3b", "reasonseg_test", "cIoU", resamples=200)
+    assert ciou["low"] > 0
+
+
+def test_claim_entry_prints_intervals_and_per_family_comparisons(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import copy_project
+    from rise.config import load_settings
+
+    root = copy_project(tmp_path / "p")
+    s = load_settings(root / "params.yaml", preset="toy", root=root)
+    table = root / "results/toy/t.csv"
+    table.parent.mkdir(parents=True)
+    pd.DataFrame([{"label": "Base", "variant": "zeroshot_3b", "reasonseg_test gIoU": 40.0, "reasonseg_test gIoU std": None,
+                   "reasonseg_test colour gIoU": 50.0, "reasonseg_test colour gIoU std": None, "seeds": 1},
+                  {"label": "Full", "variant": "full_3b", "reasonseg_test gIoU": 49.0, "reasonseg_test gIoU std": 1.0,
+                   "reasonseg_test colour gIoU": 51.0, "reasonseg_test colour gIoU std": 2.0, "seeds": 3}]).to_csv(table, index=False)
+    _write_scores(s, "zeroshot_3b", "reasonseg_test", [[(4, 10, "colour"), (5, 10, "classname")] * 10])
+    _write_scores(s, "full_3b", "reasonseg_test", [[(6, 10, "colour"), (7, 10, "classname")] * 10] * 3)
+    proc = subprocess.run([sys.executable, "-m", "rise.cli", "--preset", "toy", "claim", str(table), "--resamples", "100"],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| Full | Base | reasonseg_test | +9.00 | 1.00 | 9.0 |" in proc.stdout
+    assert "1 of 1 comparisons meet the bar" in proc.stdout and "1 of 1 have a 95% interval above 0" in proc.stdout
+    assert "Per instruction family" in proc.stdout and "| Full | Base | reasonseg_test colour | +1.00 |" in proc.stdout

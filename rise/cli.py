@@ -1,9 +1,10 @@
 """`rise <command>`: the entry points that Snakemake rules and DVC stages call.
 
 Every command takes --params (default params.yaml) and --preset (default: the file's `preset`).
-Each command is one function `<name>_command(settings, args)` with its options in `<name>_arguments`,
-listed in `COMMANDS` at the end of this file. Errors a user can fix print as one line naming the
-file or setting, with exit code 2.
+Each command is one function `<name>_command(settings, args)`, its options added by an `..._arguments`
+function, both listed in `COMMANDS` at the end of this file (rise/fingerprints.py reads that table:
+a stage's code is its entry's functions and what they import). Errors a user can fix print as one
+line naming the file or setting, with exit code 2.
 """
 from __future__ import annotations
 

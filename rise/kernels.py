@@ -3,7 +3,7 @@
 torch, oneDNN and MKL each pick their kernels by the CPU they find (AVX-512 here, AVX2 on an older
 machine), and torch splits reductions and matrix products by thread; each choice rounds
 differently, and the toy policy's pretraining is chaotic enough that the difference decides its
-base (docs/toy.md "Sixteenth round"; benchmarks/cpu_kernels.py measures it). A preset with
+base (docs/toy-log.md "Sixteenth round"; benchmarks/cpu_kernels.py measures it). A preset with
 `cpu_kernels: portable` pins all of them before torch starts: torch's vectorised kernels to AVX2
 (`ATEN_CPU_CAPABILITY`), oneDNN's to AVX2 (`ONEDNN_MAX_CPU_ISA`), MKL to its AVX2 code path with
 conditional numerical reproducibility (`MKL_CBWR`), and one thread (`OMP_NUM_THREADS`,

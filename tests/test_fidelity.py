@@ -123,7 +123,7 @@ def test_refcoco_tables_exist_in_both_prompt_readings():
 def test_format_rewards_accept_what_segzero_evaluation_fails():
     """Seg-Zero's format rewards and its evaluation disagree on an <answer> tag opened inside the think
     block: both rewards pay for it, the evaluation's think pattern `<think>([^<]+)</think>` fails it.
-    A policy trained on the format rewards alone can drift there (docs/toy.md, Format-only seed 1)."""
+    A policy trained on the format rewards alone can drift there (docs/toy-log.md, Format-only seed 1)."""
     from PIL import Image
 
     from rise.rewards import ThinkFormatReward

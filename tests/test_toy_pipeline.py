@@ -23,7 +23,7 @@ def test_toy_preset_loads_and_prepares_its_datasets(tmp_path):
 
 
 def test_the_toy_preset_trains_on_the_class_names_alone_with_scenes_enough_for_its_train_set():
-    """RISE trains on the family its base half-knows (docs/toy.md "Fifteenth round"); a scene gives a
+    """RISE trains on the family its base half-knows (docs/toy-log.md "Fifteenth round"); a scene gives a
     class-name instruction only where an object is unique, so n_images must cover the train set's n
     (too few fails at sample-train, after the pretraining)."""
     import itertools

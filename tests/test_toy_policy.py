@@ -115,7 +115,7 @@ def test_policy_pretraining_and_report_run_at_a_tiny_size(tmp_path):
 
 
 def test_answer_format_is_what_the_rewards_make_of_an_answer():
-    """Sampled answers of a pretrained toy base (docs/toy.md, tenth round): R_sem reads the first
+    """Sampled answers of a pretrained toy base (docs/toy-log.md, tenth round): R_sem reads the first
     JSON object's box, R_seg needs both points as well."""
     from rise.toy.policy import answer_format
 

@@ -39,7 +39,7 @@ CLASS_NAMES = {
     ("yellow", "triangle"): "pyramid", ("green", "triangle"): "tree", ("blue", "triangle"): "sail",
 }
 # Two words for a shade of each colour: the `shade` family names a colour in words the policy is
-# never shown grounded; it can know them only in words (`shade_fact_text`, docs/toy.md "Fourteenth round").
+# never shown grounded; it can know them only in words (`shade_fact_text`, docs/toy-log.md "Fourteenth round").
 SHADES = {"red": ("crimson", "scarlet"), "green": ("emerald", "olive"), "blue": ("azure", "navy"),
           "yellow": ("golden", "amber")}
 FAMILIES = ("base", "classname", "colour", "shape", "shade")
@@ -62,9 +62,9 @@ FACT_FORMS = ("sentence", "entry")
 def fact_text(name: str, form: str = "sentence") -> tuple[str, str]:
     """A question about what a class-like name looks like, and its answer: the toy policy's knowledge
     of the names in words alone, the analogue of what a language model knows about objects before it
-    grounds them (docs/toy.md). `sentence`: "What is the tomato?", "the tomato is a red circle";
+    grounds them (docs/toy-log.md). `sentence`: "What is the tomato?", "the tomato is a red circle";
     `entry`: the same question, answered as a glossary entry, "the tomato: red circle", the words the
-    compact think block writes after a name (docs/toy.md "Fourteenth round")."""
+    compact think block writes after a name (docs/toy-log.md "Fourteenth round")."""
     (colour, shape), = [k for k, v in CLASS_NAMES.items() if v == name]
     if form == "sentence":
         return f"What is the {name}?", f"the {name} is a {colour} {shape}"
@@ -134,7 +134,7 @@ def make_scene(rng: random.Random, n_objects: int) -> list[ToyObject]:
 def floor() -> np.ndarray:
     """The tiled floor: each cell's tile has its own pale tint (red rises with the column, blue with
     the row), so a visual token carries where it is in its content. A from-scratch policy reads a
-    position from content within minutes; from rotary phases alone it had not after 10 (docs/toy.md)."""
+    position from content within minutes; from rotary phases alone it had not after 10 (docs/toy-log.md)."""
     canvas = np.zeros((SIZE, SIZE, 3), dtype=np.float32)
     for row in range(GRID):
         for col in range(GRID):
@@ -187,7 +187,7 @@ def think_text(instruction: str, obj: ToyObject, style: str = "echo") -> str:
     """The think block's content. `echo`: "the red circle is in row 3, column 1". `referent`: the
     instruction, then the object it resolves to by colour and shape, then where that object is:
     "the tomato: the red circle, in row 3, column 1", so an instruction the policy cannot read yet
-    is translated into words it can look up (what RISE's GRPO has to learn; docs/toy.md)."""
+    is translated into words it can look up (what RISE's GRPO has to learn; docs/toy-log.md)."""
     where = f"row {obj.row + 1}, column {obj.col + 1}"
     if style == "echo":
         return f"{instruction} is in {where}"

@@ -27,7 +27,7 @@ from rise.warmup import answer_batch, optimiser_step
 
 log = logging.getLogger(__name__)
 
-# The policy's size: about 4x the demo's text model and 2x its vision width (docs/toy.md).
+# The policy's size: about 4x the demo's text model and 2x its vision width (docs/toy-log.md).
 POLICY_DIMS = {"text_hidden": 128, "text_layers": 4, "text_heads": 4, "vision_depth": 2, "vision_width": 64}
 
 
@@ -121,13 +121,13 @@ def pretrain_vision(policy_dir: str | Path, *, steps: int, seed: int = 0, batch_
                     learning_rate: float = 3e-3, floor_position: bool = True, cosine_heads: bool = False) -> dict:
     """The vision tower alone, per visual token: what is in this cell (colour, shape or floor) and
     where it is (row, column); the analogue of Qwen2.5-VL's separately pretrained ViT. Without it
-    a from-scratch tower's tokens barely differ (docs/toy.md) and the language model never learns
+    a from-scratch tower's tokens barely differ (docs/toy-log.md) and the language model never learns
     to look at the right one. Linear heads are dropped afterwards; the tower is saved in place.
 
     With `floor_position: false` only an object's token is taught its row and column (a floor
     token's target is "no object"): the average of all image tokens then carries where the
     objects are, so the answer's row and column can be learnt before attention has learnt to pick
-    a token (docs/toy.md: with every token placed, that average is the same for every image)."""
+    a token (docs/toy-log.md: with every token placed, that average is the same for every image)."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     rng = random.Random(split_seed(seed, "vision_pretrain"))
@@ -246,38 +246,38 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     `nonce_share` of the examples with several objects name a made-up word (NONCE_WORDS) whose
     answer is a random object of the scene: the policy learns that a word it cannot read leaves
     every object equally likely, so on the words RISE trains on its samples spread over the objects
-    instead of repeating one guess (what GRPO needs to compare answers; docs/toy.md). They start at
+    instead of repeating one guess (what GRPO needs to compare answers; docs/toy-log.md). They start at
     step `nonce_from_step`: from the start they delay the step where the policy learns to look at the
-    named object (docs/toy.md, "Sixth round"). The scenes drawn before that step are the same as
+    named object (docs/toy-log.md, "Sixth round"). The scenes drawn before that step are the same as
     without made-up words.
 
     `fact_share` of the examples, from step `fact_from_step` on, ask what a class-like name looks
     like and teach the answer in words (world.fact: "the tomato is a red circle"), with a scene that
     plays no part: the policy knows the names as a language model knows objects, but is never shown
-    one grounded, so using that knowledge in the think block is left to RISE (docs/toy.md, "Seventh
+    one grounded, so using that knowledge in the think block is left to RISE (docs/toy-log.md, "Seventh
     round"). Like the made-up words, they leave the scenes drawn before their first step as they
     were without them. `fact_form` is how the answer is worded (world.FACT_FORMS: a sentence, or an
     entry in the think block's own words, "the tomato: red circle"). `shade_fact_share` of the
     examples, from the same step, teach a shade word's colour the same way (world.shade_fact:
-    "crimson is red"): the `shade` family's words, known in words only (docs/toy.md, "Fourteenth
+    "crimson is red"): the `shade` family's words, known in words only (docs/toy-log.md, "Fourteenth
     round").
 
     Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
     the row and column numbers against the other answer tokens: unweighted, the format's ~50 tokens
-    are learnt first and the answer's one decision stays at chance much longer (docs/toy.md).
+    are learnt first and the answer's one decision stays at chance much longer (docs/toy-log.md).
     `attribute_weight` weighs the colour and shape words the same way (in the think block and in the
     facts' answers alike): at 1 the policy learnt to copy the colour of "the red circle" into its
-    think block but wrote the shape at chance, and picked the object by its colour alone (docs/toy.md,
+    think block but wrote the shape at chance, and picked the object by its colour alone (docs/toy-log.md,
     "Ninth round").
     `box_weight` weighs the box's four numbers (the cell edges 0, 28, ..., 112) the same way: at 1 the
     policy sampled at T = 1 a box whose right edge repeats its left (`[56,84,56,112]`) for 43% of the
     targets in the third column, a share of broken answers that every format reward then trains on
-    (docs/toy.md, "Eleventh round").
+    (docs/toy-log.md, "Eleventh round").
     `attention_weight` adds that much of `attention_loss` for head 0 of layer `attention_layer`:
     with a cosine-probed tower (pretrain_vision) it is what made the policy pick the named object
-    (docs/toy.md, "Third round"). `previous_token_weight` adds that much of `previous_token_loss` for
-    head 0 of layer 0, the half of that circuit that otherwise forms at a step CPUs move (docs/toy.md,
+    (docs/toy-log.md, "Third round"). `previous_token_weight` adds that much of `previous_token_loss` for
+    head 0 of layer 0, the half of that circuit that otherwise forms at a step CPUs move (docs/toy-log.md,
     "Eighth round"). The reported accuracy is that of the row and column numbers,
     teacher-forced."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -489,7 +489,7 @@ def policy_report(policy_dir: str | Path, *, families=readable_families(False),
 def answer_format(text: str) -> str:
     """What the training rewards make of one answer's format: `valid` (a box and two points: R_seg 1,
     R_sem scored), `box_only` (the box parses, the points do not: R_sem scored in full, R_seg 0; the
-    shorter answer that R_sem alone prefers, docs/toy.md "Tenth round"), `no_box` (R_sem 0). Read
+    shorter answer that R_sem alone prefers, docs/toy-log.md "Tenth round"), `no_box` (R_sem 0). Read
     as the rewards read it: strict JSON, in the image the policy saw."""
     if parse_answer(text, SIZE, SIZE, points=True, single_quotes=False).ok:
         return "valid"

@@ -11,18 +11,22 @@ import subprocess
 
 from rise.config import PROJECT_ROOT
 
+OUTPUTS = ("runs", "results", "dvc.lock", "pipelines/*/dvc.lock")  # what the workflow writes, not its code
 PACKAGES = ("torch", "transformers", "trl", "accelerate", "open_clip_torch", "sam2", "deepspeed", "vllm")
 
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The project's commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    """The project's commit, with '+dirty' when tracked files other than the workflow's outputs differ
+    from it; 'unknown' outside git. Outputs (`runs/`, `results/`, the DVC lock files) do not count: a
+    preset whose results are committed rewrites them as it reruns, and what made them is the code."""
     try:
         run = functools.partial(subprocess.run, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
         head = run(["git", "rev-parse", "--short=12", "HEAD"])
         if head.returncode != 0:
             return "unknown"
-        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){p}" for p in
+                     OUTPUTS)]).stdout.strip()
         return head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -133,3 +133,29 @@ def test_format_rewards_accept_what_segzero_evaluation_fails():
     assert ThinkFormatReward()(completions=[completion]) == [1.0]
     assert SegFormatReward(single_quotes=False)(completions=[completion], image=[Image.new("RGB", (112, 112))]) == [1.0]
     assert not parse_answer_segzero(text, points=True, think=True).ok
+
+
+def test_a_rerun_that_rewrites_committed_results_is_not_called_dirty(tmp_path):
+    """A preset with committed results (the toy) rewrites them as it reruns: outputs under runs/ and
+    results/ and the lock files do not make the commit '+dirty'; an edited source file does."""
+    import subprocess
+    import sys
+
+    from conftest import copy_project
+
+    root = copy_project(tmp_path / "p")
+    (root / "results" / "toy").mkdir(parents=True)
+    (root / "results" / "toy" / "table4.csv").write_text("a\n1\n")
+    git = lambda *a: subprocess.run(["git", *a], cwd=root, check=True, capture_output=True, text=True)  # noqa: E731
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    probe = "import rise.provenance as p; print(p.git_commit())"
+
+    def commit():
+        return subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True).stdout.strip()
+
+    (root / "results" / "toy" / "table4.csv").write_text("a\n2\n")
+    assert not commit().endswith("+dirty")
+    (root / "rise" / "metrics.py").write_text((root / "rise" / "metrics.py").read_text() + "\n# edited\n")
+    assert commit().endswith("+dirty")

@@ -41,7 +41,7 @@ def _difference(ours, paper) -> str:
 def family_columns(settings: Settings, name: str) -> list[tuple[str, str]]:
     """A table `by_family`'s per-family columns: (CSV column, header), the header marking whether GRPO
     trained any of the table's rows on that family ("trained") or on none ("unseen")."""
-    from rise.tables import trained_families
+    from rise.families import trained_families
 
     table = settings.tables[name]
     if not table.get("by_family"):

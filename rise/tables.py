@@ -9,6 +9,7 @@ import pandas as pd
 from rise.config import Settings
 from rise.layout import FINAL
 from rise.contracts import atomic_write_text, read_json, read_metrics, write_json
+from rise.families import families_of, grpo_trained_on
 from rise.fingerprints import describe_models
 from rise.provenance import summary
 
@@ -66,35 +67,6 @@ def _mean_and_std(rec: dict, column: str, values: list) -> None:
     values = pd.Series(values, dtype=float)
     rec[column] = round(values.mean(), 2)
     rec[f"{column} std"] = round(values.std(ddof=1), 2) if len(values) > 1 else None
-
-
-def families_of(settings: Settings, dataset: str, per_run: list[dict]) -> list[str]:
-    """The instruction families a dataset's samples carry: in the order its entry lists them
-    (`families`, `kinds`), then any other found in the runs' per-family metrics."""
-    spec = settings.datasets[dataset]
-    found = [f for run in per_run for f in run]
-    return list(dict.fromkeys([f for f in spec.get("families", spec.get("kinds", [])) if f in found] + found))
-
-
-def trained_families(settings: Settings, variant: str) -> list[str]:
-    """The instruction families of the samples GRPO trained the variant on ([] for a real dataset,
-    whose instructions carry no family, and for an untrained variant)."""
-    v = settings.variants[variant]
-    if not v.train:
-        return []
-    spec = settings.datasets[settings.train_sets[v.train_set]["dataset"]]
-    return list(spec.get("families", spec.get("kinds", [])))
-
-
-def grpo_trained_on(settings: Settings, variant: str) -> str:
-    """'refcocog_train: classname' (dataset: families), the dataset alone where it has no families,
-    '' for a variant GRPO never trained."""
-    v = settings.variants[variant]
-    if not v.train:
-        return ""
-    dataset = settings.train_sets[v.train_set]["dataset"]
-    families = trained_families(settings, variant)
-    return f"{dataset}: {', '.join(families)}" if families else dataset
 
 
 def build_table(settings: Settings, name: str) -> Path:

@@ -18,7 +18,7 @@ LAYERS = [
     ("foundation: file contracts, answers, prompts, metrics, paths",
      {"rise.errors", "rise.kernels", "rise.answer", "rise.prompts", "rise.metrics", "rise.memory", "rise.imaging",
       "rise.devices", "rise.checkpoints", "rise.contracts", "rise.layout", "rise.fingerprints"}),
-    ("settings and the plan", {"rise.config", "rise.plan", "rise.provenance", "rise.resources"}),
+    ("settings and the plan", {"rise.config", "rise.plan", "rise.provenance", "rise.resources", "rise.families"}),
     ("data and models", {"rise.data", "rise.data.*", "rise.models", "rise.rewards", "rise.sampling", "rise.warmup"}),
     ("stages", {"rise.build", "rise.train", "rise.predict", "rise.evaluate", "rise.sweep", "rise.tables",
                 "rise.figures", "rise.report", "rise.launch", "rise.cost", "rise.toy", "rise.toy.*"}),

@@ -57,20 +57,23 @@ def test_the_table_metrics_are_the_tables_numbers():
         df = pd.read_csv(TOY / f"{table}.csv")
         metrics = json.loads((TOY / f"{table}.json").read_text())
         for _, row in df.iterrows():
-            for column in [c for c in df.columns if re.fullmatch(r"\w+ (gIoU|cIoU)", c)]:
-                dataset, metric = column.split()
-                assert metrics[row["variant"]][dataset][metric] == pytest.approx(row[column])
+            for column in [c for c in df.columns if re.fullmatch(r"\w+ (\w+ )?(gIoU|cIoU)", c) and not c.startswith("paper ")]:
+                dataset, *family, metric = column.split()
+                found = metrics[row["variant"]][dataset]
+                found = found["families"][family[0]] if family else found
+                assert found[metric] == pytest.approx(row[column])
 
 
-def readme_toy_table() -> dict[str, tuple[str, str]]:
-    """The README's toy Table 4: label -> (gIoU cell, cIoU cell)."""
+def readme_toy_table() -> tuple[list[str], dict[str, list[str]]]:
+    """The README's toy Table 4: its header cells, and label -> the row's cells."""
     text = (ROOT / "README.md").read_text()
-    block = text.split("| toy Table 4 |", 1)[1].split("\n\n", 1)[0]
-    rows = {}
-    for line in block.splitlines()[2:]:
-        cells = [c.strip().replace("**", "") for c in line.strip("|").split("|")]
-        rows[cells[0]] = (cells[1], cells[2])
-    return rows
+    block = "| toy Table 4 |" + text.split("| toy Table 4 |", 1)[1].split("\n\n", 1)[0]
+    lines = block.splitlines()
+
+    def cells(line):
+        return [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+
+    return cells(lines[0]), {cells(line)[0]: cells(line)[1:] for line in lines[2:]}
 
 
 def cell(mean, std) -> str:
@@ -78,12 +81,18 @@ def cell(mean, std) -> str:
 
 
 def test_the_readmes_toy_numbers_are_the_committed_tables():
+    """Overall gIoU and cIoU, then gIoU per instruction family: "<family> (trained|unseen)"."""
     table4 = pd.read_csv(TOY / "table4.csv")
-    quoted = readme_toy_table()
+    header, quoted = readme_toy_table()
     assert set(quoted) == set(table4["label"])
+    columns = ["reasonseg_test gIoU", "reasonseg_test cIoU"]
+    for h in header[3:]:
+        family = h.split()[0]
+        columns.append(f"reasonseg_test {family} gIoU")
+        assert columns[-1] in table4.columns, h
+    assert len(columns) > 2  # the families are shown
     for _, row in table4.iterrows():
-        assert quoted[row["label"]] == (cell(row["reasonseg_test gIoU"], row["reasonseg_test gIoU std"]),
-                                        cell(row["reasonseg_test cIoU"], row["reasonseg_test cIoU std"])), row["label"]
+        assert quoted[row["label"]] == [cell(row[c], row[f"{c} std"]) for c in columns], row["label"]
 
 
 def test_a_clone_shows_the_toy_numbers_through_dvc_metrics_show(tmp_path):

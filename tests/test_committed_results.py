@@ -37,9 +37,10 @@ def test_the_toy_tables_metrics_and_lock_are_committed():
     # weights, checkpoints and predictions stay out of git
     tracked = subprocess.run(["git", "ls-files", "runs"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     kept = [p for p in tracked if not p.endswith("/metrics/.gitkeep")]  # every preset's (empty) metrics folder
-    assert kept and all(p.startswith("runs/toy/metrics/") or p.endswith(".provenance.json") and
-                        p.startswith("runs/toy/scores/") for p in kept), kept[:5]
-    assert not [p for p in tracked if p.endswith((".jsonl", ".safetensors", ".pt", ".samples.csv"))]
+    # beside the metrics, each run's scores: provenance, per family and per sample (`rise claim` reads them)
+    assert kept and all(p.startswith("runs/toy/metrics/") or p.startswith("runs/toy/scores/") and
+                        p.endswith((".provenance.json", ".families.json", ".samples.csv")) for p in kept), kept[:5]
+    assert not [p for p in tracked if p.endswith((".jsonl", ".safetensors", ".pt"))]
 
 
 def test_each_toy_row_names_the_weights_and_commit_behind_it():

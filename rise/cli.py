@@ -371,6 +371,21 @@ def claim_command(settings, args) -> int | None:
     return None if all(r["met"] for r in records if not r.get("family")) else 1
 
 
+def draws_arguments(p) -> None:
+    p.add_argument("--name", required=True, help="a table of the preset's `draws.tables`, e.g. table4")
+    p.add_argument("--metric", default="gIoU", choices=["gIoU", "cIoU"])
+    p.add_argument("--margin", type=float, default=2.0, help="in seed standard deviations")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of each interval")
+
+
+def draws_command(settings, args) -> int | None:
+    from rise.toy.draws import draws_table
+
+    paths = draws_table(settings, args.name, args.metric, args.margin, args.resamples)
+    print(paths["markdown"].read_text().split("## Per draw")[0].strip())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
 # ------------------------------------------------------------------------------------------- table
 
 @dataclass(frozen=True)
@@ -416,6 +431,8 @@ COMMANDS: dict[str, Command] = {
                     "benchmarks/measurements.yaml", cost_arguments),
     "code": Command(code_command, "the code fingerprint of each command: what a stage reruns for "
                     "(rise/fingerprints.py)", code_arguments),
+    "draws": Command(draws_command, "the claim over a preset's pretraining draws: per draw, the share that "
+                     "holds, and intervals across draws (rise/toy/draws.py)", draws_arguments),
     "claim": Command(claim_command, "do a toy table's R_sem rows beat Format-only and the base by more than "
                      "--margin seed standard deviations? (exit 1 if not; rise/toy/claim.py)", claim_arguments),
 }

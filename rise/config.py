@@ -134,6 +134,10 @@ class Settings:
     source: Path
     layout: Layout
     overrides: dict = field(default_factory=dict)  # merged over `source` (Snakemake's --config)
+    # pretraining draws (`draws`): seed -> the preset that pretrains with it, and the tables each builds
+    draws: dict[int, str] = field(default_factory=dict)
+    draw_tables: list[str] = field(default_factory=list)
+    draw_of: str | None = None  # a draw's own preset: the one it copies
 
     @property
     def eval_sets(self) -> list[str]:
@@ -192,6 +196,55 @@ class Settings:
                 "datasets": self.datasets, "train_sets": self.train_sets, "params_file": str(self.source),
                 **({"overrides": self.overrides} if self.overrides else {})}
 
+
+
+# ------------------------------------------------------------------------------- pretraining draws
+# A preset with `draws: {seeds: [...], tables: [...]}` declares copies of itself that differ in the
+# seed of the three pretraining stages alone. The copy for seed k is the preset `<preset>-draw<k>`,
+# never written in params.yaml: its models go to runs/<preset>-draw<k>/models/, its runs and results
+# to runs/ and results/ under its name (in DVC's cache, not in git), and it builds `draws.tables`
+# alone. The seed the preset pretrains with itself (`pretrain.seed`) is the preset, so its committed
+# tables are one of the draws. `rise draws` (rise/toy/draws.py) reads every draw's table.
+
+DRAW_MARK = "-draw"
+
+
+def draw_preset(raw: dict, base: str, seed: int) -> str:
+    """The preset of `base`'s pretraining draw with `seed`: the base itself for its own seed."""
+    own = raw["presets"][base].get("pretrain", {}).get("seed", raw["seed"])
+    return base if seed == own else f"{base}{DRAW_MARK}{seed}"
+
+
+def preset_names(raw: dict) -> list[str]:
+    """Every preset: those of params.yaml, each followed by its draws (not the base again)."""
+    names = []
+    for name, spec in raw["presets"].items():
+        names.append(name)
+        for seed in (spec.get("draws") or {}).get("seeds", []):
+            if draw_preset(raw, name, seed) != name:
+                names.append(draw_preset(raw, name, seed))
+    return names
+
+
+def preset_spec(raw: dict, preset: str, where: str = "params.yaml") -> tuple[dict, str | None]:
+    """A preset's mapping, and for a draw the preset it copies (else None)."""
+    if preset in raw["presets"]:
+        return raw["presets"][preset], None
+    base, mark, seed = preset.rpartition(DRAW_MARK)
+    spec = raw["presets"].get(base) if mark and seed.isdigit() else None
+    if spec is None or int(seed) not in (spec.get("draws") or {}).get("seeds", []) or draw_preset(raw, base, int(seed)) != preset:
+        raise ConfigError(f"{where}: preset '{preset}' is not defined under presets (known: {preset_names(raw)})")
+    draw = copy.deepcopy({k: v for k, v in spec.items() if k != "draws"})
+    draw["pretrain"]["seed"] = int(seed)
+    draw["tables"] = list(spec["draws"]["tables"])
+    draw["results_in_git"] = False
+    draw["description"] = f"{spec['description']} Pretraining draw: seed {seed} (presets.{base}.draws)."
+    folder = f"runs/{preset}/models"
+    models = draw["models"]
+    models["policies"] = {k: f"{folder}/{Path(v).name}" for k, v in models["policies"].items()}
+    models["clip"]["pretrained"] = f"{folder}/{Path(models['clip']['pretrained']).name}"
+    models["sam2"]["checkpoint"] = f"{folder}/{Path(models['sam2']['checkpoint']).name}"
+    return draw, base
 
 
 def _format_path(path) -> str:
@@ -296,9 +349,7 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
     _validate_schema(raw, where)
 
     preset = preset or raw["preset"]
-    if preset not in raw["presets"]:
-        raise ConfigError(f"{where}: preset '{preset}' is not defined under presets (known: {sorted(raw['presets'])})")
-    p = raw["presets"][preset]
+    p, draw_of = preset_spec(raw, preset, where)
     effective = {k: deep_merge(raw[k], p.get("overrides", {}).get(k, {})) for k in OVERRIDABLE}
     # a preset may build some tables only (`tables: [...]`) and give them rows of its own
     all_tables = deep_merge(raw["tables"], p.get("overrides", {}).get("tables", {}))
@@ -358,7 +409,16 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
                 raise ConfigError(f"{where}: tables.{t_name}.rows[{i}].reported has {len(row['reported'])} "
                                   f"numbers for {len(table['columns'])} columns")
 
-    for v in raw.get("sweeps", []):
+    draws = p.get("draws")
+    if draws:
+        if not p.get("pretrain"):
+            raise ConfigError(f"{where}: presets.{preset}.draws: a preset without `pretrain` has no pretraining to draw")
+        missing = [t for t in draws["tables"] if t not in tables]
+        if missing:
+            raise ConfigError(f"{where}: presets.{preset}.draws.tables names {missing}, not tables of the preset "
+                              f"(its tables: {sorted(tables)})")
+    sweeps = [] if draw_of else list(raw.get("sweeps", []))  # a draw builds its tables alone
+    for v in sweeps:
         if v not in variants:
             raise ConfigError(f"{where}: sweeps: '{v}' is not a variant")
         if not any(row["variant"] == v for t in tables.values() for row in t["rows"]):
@@ -372,7 +432,9 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
         resources=p["resources"],        models=p["models"], datasets=p["datasets"],
         train_sets=p["train_sets"], image=effective["image"], train=TrainSettings(**effective["train"]),
         predict=PredictSettings(**effective["predict"]), evaluate=effective["evaluate"], variants=variants,
-        tables=tables, figures=raw.get("figures", {}), pretrain=p.get("pretrain"), table_note=p.get("table_note", ""), sweeps=list(raw.get("sweeps", [])), source=Path(source),
-        overrides=overrides or {},
+        tables=tables, figures={} if draw_of else raw.get("figures", {}), pretrain=p.get("pretrain"),
+        table_note=p.get("table_note", ""), sweeps=sweeps, source=Path(source), overrides=overrides or {},
+        draws={seed: draw_preset(raw, preset, seed) for seed in draws["seeds"]} if draws else {},
+        draw_tables=list(draws["tables"]) if draws else [], draw_of=draw_of,
         layout=Layout(preset, Path(root) if root else Path("."), primary_seed=effective["train"]["seeds"][0]),
     )

@@ -63,6 +63,14 @@ Checkpoint sweep      results/<preset>/sweeps/<variant>.csv (+ .png)      (stage
     saved checkpoint of every seed on every dataset of the variant's tables.
 
 Qualitative figure    results/<preset>/figures/qualitative.png            (stage: figure)
+
+Draws table           results/<preset>/draws/<table>.csv                  (stage: draws)
+    per pretraining draw (presets.<preset>.draws): draw (seed), preset, the base policy's greedy
+    hit rate per family and CLIP's zero-shot accuracy (the pretraining reports), each row's overall
+    mean "<label> <dataset> <metric>", comparisons met by the 2-std rule and with a 95% interval
+    above 0, and whether all are; beside it <table>.comparisons.csv (one row per draw and
+    comparison), <table>.md and <table>.json (the share of draws where the claim holds, and the
+    gaps across draws with their intervals).
 """
 from __future__ import annotations
 

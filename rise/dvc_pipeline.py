@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from rise.config import Settings, load_settings, read_params
+from rise.config import Settings, load_settings, preset_names, preset_spec, read_params
 from rise.plan import all_needs, sweep_needs, table_needs
 
 HEADER = """\
@@ -46,6 +46,46 @@ HEADER = """\
 def pipeline_file(raw: dict, preset: str) -> Path:
     """Where a preset's dvc.yaml lies: the project root for the default preset."""
     return Path("dvc.yaml") if preset == raw["preset"] else Path("pipelines") / preset / "dvc.yaml"
+
+
+def draws_file(preset: str) -> Path:
+    """The pipeline of a preset's draws tables (`draws`): a file of its own, so that `dvc repro` of
+    the preset's pipeline does not start the hours of its draws."""
+    return Path("pipelines") / preset / "draws" / "dvc.yaml"
+
+
+def draws_pipeline(params_file: str | Path, preset: str) -> dict:
+    """`draws_<table>` for each of the preset's `draws.tables` (rise/toy/draws.py), as Snakemake's
+    draws_table: every draw's table, per-sample scores and pretraining reports in, the four files out.
+    Its deps are outputs of the draws' own pipelines (pipelines/<preset>-draw<seed>/dvc.yaml)."""
+    from rise.toy.models import pretrained_models
+
+    raw = read_params(params_file)
+    s = load_settings(params_file, preset)
+    params = _Params(raw, preset)
+    RUN = f"runs/{preset}"
+    keep = {"cache": False} if preset_spec(raw, preset)[0].get("results_in_git") else None
+    stages = {}
+    for name in s.draw_tables:
+        deps = []
+        for draw in s.draws.values():
+            d = s if draw == preset else load_settings(params_file, draw)
+            deps.append(str(d.layout.table(name)))
+            deps += [str(d.layout.sample_scores(n.variant, n.dataset, n.seed, n.checkpoint))
+                     for n in table_needs(d, name)]
+            deps += [m["report"] for m in pretrained_models(d).values()]
+        out = str(s.layout.draws_table(name).with_suffix(""))
+        stages[f"draws_{name}"] = {
+            "cmd": f"rise --preset {preset} --log {RUN}/logs/draws/{name}.log draws --name {name}",
+            "params": params(f"presets.{preset}.draws"),
+            "deps": deps,
+            "outs": [({path: keep} if keep else path) for path in
+                     (f"{out}.csv", f"{out}.comparisons.csv", f"{out}.md", f"{out}.json")],
+        }
+    stages = _with_code_deps(stages, f"rise --preset {preset} --log {RUN}/logs/code/draws.log", f"{RUN}/draws/code")
+    for stage in stages.values():
+        stage["wdir"] = "../../.."
+    return {"stages": stages}
 
 
 def _jobs(settings: Settings) -> dict:
@@ -98,7 +138,9 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
     preset = s.preset
     jobs = _jobs(s)
     params = _Params(raw, preset)
-    P = f"presets.{preset}"
+    spec, _ = preset_spec(raw, preset)
+    # a pretraining draw depends on the keys of the preset it copies; its seed is in its name
+    P = f"presets.{s.draw_of or preset}"
     RUN = f"runs/{preset}"
     image = (f"{P}.overrides.image", "image")
     wdir = {} if pipeline_file(raw, preset) == Path("dvc.yaml") else {"wdir": "../.."}
@@ -111,18 +153,19 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
     def in_git(path):
         """A metrics or table file: in git for a preset with `results_in_git` (the toy's are
         committed), else in DVC's cache like every other output (`dvc push` / `dvc pull`)."""
-        return {path: {"cache": False}} if raw["presets"][preset].get("results_in_git") else path
+        return {path: {"cache": False}} if spec.get("results_in_git") else path
 
     stages: dict = {}
     if s.pretrain:  # the toy world: the three models are trained by stages, build_models checks them
-        from rise.toy.pipeline import pretrained_models
+        from rise.toy.models import pretrained_models
 
         made = pretrained_models(s)
         model_key = {"clip": f"{P}.models.clip", "sam2": f"{P}.models.sam2", "policy": f"{P}.models.policies"}
         for stage, m in made.items():
             stages[f"pretrain_{stage}"] = {
                 "cmd": f"{rise('pretrain', stage)} pretrain --model {stage}",
-                "params": params(f"{P}.pretrain.seed", f"{P}.pretrain.{stage}", model_key[stage], *image),
+                "params": params(*([] if s.draw_of else [f"{P}.pretrain.seed"]), f"{P}.pretrain.{stage}",
+                                 model_key[stage], *image),
                 "outs": [m["model"], m["report"]],
             }
         models = [f"{RUN}/models/models.json", *(m["model"] for m in made.values())]
@@ -259,7 +302,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             "deps": [f"{RUN}/predictions/{v}/seed{s.seeds(v)[0]}/final/{q['dataset']}.jsonl" for v in q["variants"]],
             "outs": [f"results/{preset}/figures/qualitative.png"],
         }
-    if "cpu_kernels" in raw["presets"][preset]:  # every stage computes on the kernels it pins
+    if "cpu_kernels" in spec:  # every stage computes on the kernels it pins
         for stage in stages.values():
             body = stage.get("do", stage)
             body["params"] = [*body.get("params", []), f"{P}.cpu_kernels"]
@@ -269,7 +312,8 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
     # The metrics folder, not each file: `dvc metrics show` then lists the runs that exist, with no
     # load failure for those not run yet (an empty folder is kept in git, its .gitkeep in .dvcignore).
     up = "" if not wdir else "../../"
-    out = {"stages": stages, "metrics": [f"{up}{RUN}/metrics"]}
+    # (a pretraining draw's runs are read through the draws table, not listed one by one)
+    out = {"stages": stages, **({} if s.draw_of else {"metrics": [f"{up}{RUN}/metrics"]})}
     if not wdir:
         # `dvc plots show` draws every pipeline's plots on one page: the default preset's alone (the
         # `preset` of params.yaml), so that it holds no empty charts of presets not run here
@@ -343,13 +387,27 @@ def render(params_file: str | Path = "params.yaml", preset: str | None = None) -
     seed = load_settings(params_file, preset).train.seeds[0]
     target = "" if root else f" {pipeline_file(raw, preset)}"
     stage = "" if root else f"{pipeline_file(raw, preset)}:"
-    header = HEADER.format(
-        preset=preset,
-        where="The default preset's pipeline; each other preset's: pipelines/<preset>/dvc.yaml." if root else
-        "The default preset's pipeline is ./dvc.yaml; this one runs from the project root (wdir).",
-        repro=f"dvc repro{target}", repro_table=f"dvc repro {stage}table4",
-        repro_one=f"dvc repro {stage}evaluate@full_3b-seed{seed}-final-reasonseg_test")
+    draw_of = preset_spec(raw, preset)[1]
+    if draw_of:  # built through the draws pipeline; its commands are those of the preset it copies
+        header = (f"{HEADER.splitlines()[0]}\n{HEADER.splitlines()[1]}\n"
+                  f"# Preset `{preset}`: a pretraining draw of preset `{draw_of}` (presets.{draw_of}.draws), its tables\n"
+                  f"# alone, which {draws_file(draw_of)} reads; it runs from the project root (wdir).\n")
+    else:
+        header = HEADER.format(
+            preset=preset,
+            where="The default preset's pipeline; each other preset's: pipelines/<preset>/dvc.yaml." if root else
+            "The default preset's pipeline is ./dvc.yaml; this one runs from the project root (wdir).",
+            repro=f"dvc repro{target}", repro_table=f"dvc repro {stage}table4",
+            repro_one=f"dvc repro {stage}evaluate@full_3b-seed{seed}-final-reasonseg_test")
     return header + yaml.dump(pipeline(params_file, preset), Dumper=_Dumper, sort_keys=False, width=120)
+
+
+def render_draws(params_file: str | Path, preset: str) -> str:
+    return (f"# GENERATED from params.yaml by `rise dvc-yaml` (rise/dvc_pipeline.py): do not edit by hand.\n"
+            f"# The claim over preset `{preset}`'s pretraining draws (presets.{preset}.draws, rise/toy/draws.py);\n"
+            f"# it reads each draw's pipeline (pipelines/{preset}-draw<seed>/dvc.yaml) and runs from the project root.\n"
+            f"# Run with `dvc repro {draws_file(preset)}`: every draw, then the draws tables (hours on 2 cores).\n"
+            + yaml.dump(draws_pipeline(params_file, preset), Dumper=_Dumper, sort_keys=False, width=120))
 
 
 def write_or_check(params_file: str | Path = "params.yaml", root: str | Path = ".", check: bool = False) -> list[Path]:
@@ -357,9 +415,13 @@ def write_or_check(params_file: str | Path = "params.yaml", root: str | Path = "
     that were out of date."""
     raw = read_params(params_file)
     stale = []
+    files = {pipeline_file(raw, p): (lambda p=p: render(params_file, p)) for p in preset_names(raw)}
     for preset in raw["presets"]:
-        target = Path(root) / pipeline_file(raw, preset)
-        text = render(params_file, preset)
+        if load_settings(params_file, preset).draw_tables:
+            files[draws_file(preset)] = lambda p=preset: render_draws(params_file, p)
+    for path, text_of in files.items():
+        target = Path(root) / path
+        text = text_of()
         if target.exists() and target.read_text() == text:
             continue
         stale.append(target)

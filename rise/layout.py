@@ -90,5 +90,10 @@ class Layout:
     def table(self, name: str) -> Path:
         return self.root / "results" / self.preset / f"{name}.csv"
 
+    def draws_table(self, name: str) -> Path:
+        """A table over the preset's pretraining draws, one row per draw (rise/toy/draws.py; the
+        comparisons, Markdown and JSON lie beside it)."""
+        return self.root / "results" / self.preset / "draws" / f"{name}.csv"
+
     def logs(self, stage: str, name: str) -> Path:
         return self.run_dir / "logs" / stage / f"{name}.log"

@@ -124,6 +124,7 @@ def test_the_contracts_catalogue_names_the_layouts_paths():
         "Table metrics": layout.table("<table>").with_suffix(".json"),
         "Checkpoint sweep": layout.sweep("<variant>"),
         "Qualitative figure": layout.figure("qualitative"),
+        "Draws table": layout.draws_table("<table>"),
     }
     assert catalogue() == {kind: str(path) for kind, path in expected.items()}
     import rise.contracts

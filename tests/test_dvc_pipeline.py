@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import QUICK, copy_dvc_settings, copy_project, sh
-from rise.dvc_pipeline import pipeline, pipeline_file, render
+from rise.dvc_pipeline import draws_file, pipeline, pipeline_file, render
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,39 +67,50 @@ def test_each_stage_depends_on_its_own_settings_only():
     assert paper["build_models"]["wdir"] == "../.." and paper["train"]["do"]["cmd"].startswith("rise --preset paper")
 
 
-def snakemake_jobs(root, preset: str) -> set[str]:
-    """The jobs of `snakemake -n all_tables all_sweeps <figure>`, named as DVC names its stages."""
-    out = sh(f"snakemake -n all_tables all_sweeps results/{preset}/figures/qualitative.png --config preset={preset}",
-             root).stdout
+def snakemake_jobs(root, preset: str, targets: str | None = None, qualified: bool = False) -> set[str]:
+    """The jobs of `snakemake -n <targets>` (default: all_tables all_sweeps <figure>), named as DVC
+    names its stages; a job of another preset (a pretraining draw), or with `qualified` every job
+    but the draws table, as `pipelines/<preset>/dvc.yaml:<stage>`."""
+    targets = targets or f"all_tables all_sweeps results/{preset}/figures/qualitative.png"
+    out = sh(f"snakemake -n {targets} --config preset={preset}", root).stdout
     jobs = set()
     for block in re.split(r"\n(?=rule \w+:)", out):
         m = re.match(r"rule (\w+):", block.strip())
-        if not m or m.group(1) in ("all_tables", "all_sweeps", "table_alias"):
+        if not m or m.group(1) in ("all_tables", "all_sweeps", "all_draws", "table_alias"):
             continue
         rule = m.group(1)
-        w = dict(re.findall(r"(\w+)=([\w.]+)", (re.search(r"wildcards: (.*)", block) or [None, ""])[1] or ""))
-        if rule == "table":
-            jobs.add(w["table"])
+        w = dict(re.findall(r"(\w+)=([\w.-]+)", (re.search(r"wildcards: (.*)", block) or [None, ""])[1] or ""))
+        job_preset = w.pop("preset", preset)
+        draw = re.match(r"(pretrain_\w+?)_(\w+_draw\d+)$", rule)
+        if draw:
+            rule, job_preset = draw.group(1), draw.group(2).replace("_", "-")
+        where = "" if job_preset == preset and not qualified else f"pipelines/{job_preset}/dvc.yaml:"
+        if rule == "draws_table":
+            jobs.add(f"draws_{w['table']}")
+        elif rule == "table":
+            jobs.add(where + w["table"])
         elif rule == "sweep":
             jobs.add(f"sweep_{w['variant']}")
         elif rule in ("predict", "evaluate"):
-            jobs.add(f"{rule}@{w['variant']}-seed{w['seed']}-{w['checkpoint']}-{w['dataset']}")
+            jobs.add(f"{where}{rule}@{w['variant']}-seed{w['seed']}-{w['checkpoint']}-{w['dataset']}")
         elif rule in ("train", "base_policy"):
-            jobs.add(f"{rule}@{w['variant']}-seed{w['seed']}")
+            jobs.add(f"{where}{rule}@{w['variant']}-seed{w['seed']}")
         elif w:
-            jobs.add(f"{rule}@{next(iter(w.values()))}")
+            jobs.add(f"{where}{rule}@{next(iter(w.values()))}")
         else:
-            jobs.add(rule)
+            jobs.add(where + rule)
     return jobs
 
 
-def dvc_jobs(root, preset: str) -> set[str]:
-    target = pipeline_file(yaml.safe_load((root / "params.yaml").read_text()), preset)
+def dvc_jobs(root, preset: str, target: Path | None = None) -> set[str]:
+    target = target or pipeline_file(yaml.safe_load((root / "params.yaml").read_text()), preset)
     # --force: on a clean checkout every stage runs; without it DVC's dry run stops at the first
     # stage whose input does not exist yet (DVC issue #9818)
     out = sh(f"dvc repro --dry --force {target}", root).stdout
+    names = {name if not name.startswith(f"{target}:") else name.split(":")[-1]
+             for name in re.findall(r"Running stage '([^']+)'", out)}
     # code_fingerprints is DVC's form of the `code` param of Snakemake's rules, not a job of its own
-    return {name.split(":")[-1] for name in re.findall(r"Running stage '([^']+)'", out)} - {"code_fingerprints"}
+    return {n for n in names if not n.endswith("code_fingerprints")}
 
 
 @pytest.mark.parametrize("preset", ["demo", "paper"])
@@ -121,6 +132,23 @@ def test_the_toy_world_pretrains_in_both_engines_and_runs_three_seeds(tmp_path):
     assert {f"train@format_only_3b-seed{k}" for k in range(3)} <= planned
     assert {"table1", "table4"} == {j for j in planned if j.startswith("table")}  # presets.toy.tables
     assert dvc_jobs(root, "toy") == planned
+
+
+def test_the_pretraining_draws_are_planned_alike_by_both_engines(tmp_path):
+    """The draws target: each declared draw pretrains its own three models and builds Table 4; the
+    draw of the preset's own seed is the preset. DVC's draws pipeline reaches every draw's pipeline;
+    the toy's own pipeline does not start them (the toy test above plans it without any draw)."""
+    root = dvc_project(tmp_path)
+    planned = snakemake_jobs(root, "toy", "all_draws", qualified=True)
+    draws = {f"toy-draw{k}" for k in (0, 2, 3, 4)}  # seed 1 is presets.toy.pretrain.seed: the preset itself
+    for draw in ("toy", *draws):
+        where = f"pipelines/{draw}/dvc.yaml:"
+        assert {f"{where}pretrain_{m}" for m in ("clip", "sam2", "policy")} | {f"{where}table4"} <= planned
+        assert {f"{where}train@full_3b-seed{k}" for k in range(3)} <= planned
+        assert f"{where}table1" not in planned  # the draws table reads Table 4 alone
+    assert "draws_table4" in planned
+    assert not any(j.startswith("pipelines/toy-draw1/") for j in planned)
+    assert dvc_jobs(root, "toy", draws_file("toy")) == planned
 
 
 def test_seeds_and_a_best_checkpoint_table_in_both_engines(tmp_path):

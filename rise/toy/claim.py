@@ -135,12 +135,14 @@ def run_scores(settings, variant: str, dataset: str, family: str | None = None) 
 
 
 def bootstrap_gap(settings, variant: str, against: str, dataset: str, metric: str = "gIoU", *,
-                  family: str | None = None, resamples: int = 2000, seed: int = 0) -> dict:
+                  family: str | None = None, resamples: int = 2000, seed: int = 0,
+                  keep_resamples: bool = False) -> dict:
     """The gap (variant minus against, percent: each row's mean over its runs) with a 95% interval
     from a paired bootstrap: each resample draws the test samples with replacement (the same ones for
     both rows: paired) and each row's seeds with replacement, and takes the difference of the rows'
     means over their drawn seeds. `p_not_above` is the share of resamples whose gap is 0 or below
-    (a one-sided p-value for "the variant is above")."""
+    (a one-sided p-value for "the variant is above"). `keep_resamples`: the resampled gaps too, as
+    `resampled` (rise/toy/draws.py pools them over pretraining draws)."""
     from rise.metrics import sample_iou
 
     protocol = settings.evaluate["protocol"]
@@ -169,7 +171,8 @@ def bootstrap_gap(settings, variant: str, against: str, dataset: str, metric: st
     low, high = np.percentile(gaps, [2.5, 97.5])
     return {"gap": round(float(a[:, 0].mean() - b[:, 0].mean()), 2), "low": round(float(low), 2),
             "high": round(float(high), 2), "p_not_above": round(float((gaps <= 0).mean()), 4), "samples": n,
-            "seeds": [int(ia.shape[0]), int(ib.shape[0])], "resamples": resamples}
+            "seeds": [int(ia.shape[0]), int(ib.shape[0])], "resamples": resamples,
+            **({"resampled": gaps} if keep_resamples else {})}
 
 
 def with_intervals(settings, records: list[dict], metric: str = "gIoU", resamples: int = 2000) -> list[dict]:

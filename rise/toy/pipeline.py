@@ -12,6 +12,7 @@ from pathlib import Path
 from rise.config import Settings
 from rise.contracts import write_json
 from rise.errors import ConfigError
+from rise.toy.models import policy_dir, report_file
 
 log = logging.getLogger(__name__)
 
@@ -24,28 +25,6 @@ def pretrain_settings(settings: Settings) -> dict:
         raise ConfigError(f"{settings.source}: presets.{settings.preset}.pretrain is not set "
                           "(the toy pretraining stages need it)")
     return settings.pretrain
-
-
-def report_file(model_path: str | Path) -> Path:
-    p = Path(model_path)
-    return p.with_name(p.name + ".report.json")
-
-
-def policy_dir(settings: Settings) -> str:
-    """The one policy folder the toy world pretrains (every policy key of the preset names it)."""
-    folders = set(settings.models["policies"].values())
-    if len(folders) != 1:
-        raise ConfigError(f"presets.{settings.preset}.models.policies: the toy world pretrains one policy; "
-                          "every key must name the same folder")
-    return folders.pop()
-
-
-def pretrained_models(settings: Settings) -> dict[str, dict]:
-    """Per pretraining stage: the model it writes (a file, or the policy's folder) and its report."""
-    models = {"clip": settings.models["clip"]["pretrained"], "sam2": settings.models["sam2"]["checkpoint"],
-              "policy": policy_dir(settings)}
-    return {stage: {"model": str(m), "report": str(report_file(m)), "folder": stage == "policy"}
-            for stage, m in models.items()}
 
 
 def pretrain(settings: Settings, stage: str) -> Path:

@@ -1,35 +1,35 @@
 rule build_models:
     # builds the demo's models, or checks the preset's (pretrained by stages, or Hub ids / paths)
-    input: [m["model"] for m in PRETRAINED.values()]
-    output: str(L.models_manifest())
+    input: lambda w: [m["model"] for m in PRETRAINED[w.preset].values()]
+    output: str(LP.models_manifest())
     params:
-        settings=readable(stage_settings(S, "models")),
+        settings=stage_param("models"),
         code=code("build-models"),
-    log: log_file("build_models", PRESET)
+    log: str(LP.logs("build_models", "{preset}"))
     threads: cpus("build_models")
     resources: **resources("build_models")
     conda: ENV
-    shell: "{RISE} --log {log} build-models"
+    shell: "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} build-models"
 
 
 rule prepare_data:
-    output: str(L.dataset_manifest("{dataset}"))
+    output: str(LP.dataset_manifest("{dataset}"))
     params:
-        settings=lambda w: readable(stage_settings(S, "data", w.dataset)),
+        settings=stage_param("data", "dataset"),
         code=code("prepare-data"),
-    log: log_file("prepare_data", "{dataset}")
+    log: str(LP.logs("prepare_data", "{dataset}"))
     threads: cpus("prepare_data")
     resources: **resources("prepare_data")
     conda: ENV
-    shell: "{RISE} --log {log} prepare-data --dataset {wildcards.dataset}"
+    shell: "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} prepare-data --dataset {wildcards.dataset}"
 
 
 rule sample_train:
-    input: lambda w: str(L.dataset_manifest(S.train_sets[w.train_set]["dataset"]))
-    output: str(L.train_manifest("{train_set}"))
+    input: lambda w: str(settings_of(w).layout.dataset_manifest(settings_of(w).train_sets[w.train_set]["dataset"]))
+    output: str(LP.train_manifest("{train_set}"))
     params:
-        settings=lambda w: readable(stage_settings(S, "sample", w.train_set)),
+        settings=stage_param("sample", "train_set"),
         code=code("sample-train"),
-    log: log_file("sample_train", "{train_set}")
+    log: str(LP.logs("sample_train", "{train_set}"))
     conda: ENV
-    shell: "{RISE} --log {log} sample-train --train-set {wildcards.train_set}"
+    shell: "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} sample-train --train-set {wildcards.train_set}"

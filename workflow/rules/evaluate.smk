@@ -1,58 +1,59 @@
 rule predict:
     input:
-        policy=str(L.policy_ref("{variant}", "{seed}")),
-        manifest=str(L.dataset_manifest("{dataset}")),
-        models=str(L.models_manifest()),
+        policy=str(LP.policy_ref("{variant}", "{seed}")),
+        manifest=str(LP.dataset_manifest("{dataset}")),
+        models=str(LP.models_manifest()),
     output:
-        predictions=str(L.predictions("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
-        environment=str(L.prediction_environment("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        predictions=str(LP.predictions("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        environment=str(LP.prediction_environment("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
     params:
-        settings=lambda w: readable(stage_settings(S, "predict", w.variant, w.dataset)),
+        settings=stage_param("predict", "variant", "dataset"),
         code=code("launch", "predict"),
-    log: log_file("predict", "{variant}-seed{seed}-{checkpoint}-{dataset}")
+    log: str(LP.logs("predict", "{variant}-seed{seed}-{checkpoint}-{dataset}"))
     threads: cpus("predict")
     resources: **resources("predict")
     conda: PREDICT_ENV
-    shell: "{RISE} --log {log} launch predict --variant {wildcards.variant} --seed {wildcards.seed} "
+    shell: "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} launch predict --variant {wildcards.variant} --seed {wildcards.seed} "
            "--checkpoint {wildcards.checkpoint} --eval-set {wildcards.dataset}"
 
 
 rule evaluate:
     input:
-        predictions=str(L.predictions("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
-        manifest=str(L.dataset_manifest("{dataset}")),
+        predictions=str(LP.predictions("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        manifest=str(LP.dataset_manifest("{dataset}")),
     output:
-        metrics=str(L.metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
-        samples=str(L.sample_scores("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
-        provenance=str(L.metrics_provenance("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
-        families=str(L.family_metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        metrics=str(LP.metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        samples=str(LP.sample_scores("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        provenance=str(LP.metrics_provenance("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
+        families=str(LP.family_metrics("{variant}", "{dataset}", "{seed}", "{checkpoint}")),
     params:
-        settings=readable(stage_settings(S, "evaluate")),
+        settings=stage_param("evaluate"),
         code=code("evaluate"),
-    log: log_file("evaluate", "{variant}-seed{seed}-{checkpoint}-{dataset}")
+    log: str(LP.logs("evaluate", "{variant}-seed{seed}-{checkpoint}-{dataset}"))
     threads: cpus("evaluate")
     resources: **resources("evaluate")
     conda: ENV
-    shell: "{RISE} --log {log} evaluate --variant {wildcards.variant} --seed {wildcards.seed} "
+    shell: "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} evaluate --variant {wildcards.variant} --seed {wildcards.seed} "
            "--checkpoint {wildcards.checkpoint} --eval-set {wildcards.dataset}"
 
 
 rule table:
     input: table_inputs
     output:
-        csv=str(L.table("{table}")),
-        markdown=str(L.table("{table}").with_suffix(".md")),
+        csv=str(LP.table("{table}")),
+        markdown=str(LP.table("{table}").with_suffix(".md")),
         # the report shows the table itself (paper, ours, difference), not a CSV to download
-        html=report(str(L.table("{table}").with_suffix(".html")), caption="../report/table.rst", category="Tables",
-                    labels={"table": "{table}"}),
-        metrics=str(L.table("{table}").with_suffix(".json")),  # what `dvc metrics show` reads
+        html=report(str(LP.table("{table}").with_suffix(".html")), caption="../report/table.rst", category="Tables",
+                    labels={"preset": "{preset}", "table": "{table}"}),
+        metrics=str(LP.table("{table}").with_suffix(".json")),  # what `dvc metrics show` reads
     params:
-        caption=lambda w: S.tables[w.table]["caption"],
-        settings=lambda w: {"table": S.tables[w.table], "seeds": S.train.seeds},
+        caption=lambda w: settings_of(w).tables[w.table]["caption"],
+        settings=lambda w: {"table": settings_of(w).tables[w.table], "seeds": settings_of(w).train.seeds},
         code=code("table", "show"),
-    log: log_file("table", "{table}")
+    log: str(LP.logs("table", "{table}"))
     conda: ENV
-    shell: "{RISE} --log {log} table --name {wildcards.table} && {RISE} --log {log} show --write --name {wildcards.table}"
+    shell: "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} table --name {wildcards.table} && "
+           "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} show --write --name {wildcards.table}"
 
 
 rule table_alias:
@@ -117,3 +118,25 @@ rule figure_qualitative:
     log: log_file("figure", "qualitative")
     conda: ENV
     shell: "{RISE} --log {log} figure"
+
+
+rule draws_table:
+    # the claim over the preset's pretraining draws (`draws` in params.yaml): every draw's table,
+    # per draw and across draws (rise/toy/draws.py)
+    input: draws_inputs
+    output:
+        csv=str(L.draws_table("{table}")),
+        comparisons=str(L.draws_table("{table}").with_suffix(".comparisons.csv")),
+        markdown=str(L.draws_table("{table}").with_suffix(".md")),
+        metrics=str(L.draws_table("{table}").with_suffix(".json")),
+    params:
+        settings=lambda w: {"draws": S.draws, "tables": S.draw_tables},
+        code=code("draws"),
+    log: log_file("draws", "{table}")
+    conda: ENV
+    shell: "{RISE} --log {log} draws --name {wildcards.table}"
+
+
+rule all_draws:
+    # every table of `draws.tables` over the draws
+    input: [str(L.draws_table(t)) for t in S.draw_tables]

@@ -5,20 +5,20 @@ rule train:
         variant="|".join(TRAINED) or "NONE",
     input: unpack(train_inputs)
     output:
-        policy=str(L.policy_ref("{variant}", "{seed}")),
-        curves=str(L.train_curves("{variant}", "{seed}")),
-        figure=report(str(L.train_curves("{variant}", "{seed}").with_suffix(".png")), caption="../report/curves.rst",
-                      category="Training curves", labels={"variant": "{variant}", "seed": "{seed}"}),
+        policy=str(LP.policy_ref("{variant}", "{seed}")),
+        curves=str(LP.train_curves("{variant}", "{seed}")),
+        figure=report(str(LP.train_curves("{variant}", "{seed}").with_suffix(".png")), caption="../report/curves.rst",
+                      category="Training curves", labels={"preset": "{preset}", "variant": "{variant}", "seed": "{seed}"}),
     params:
-        settings=lambda w: readable(stage_settings(S, "train", w.variant, seed=int(w.seed))),
+        settings=lambda w: readable(stage_settings(settings_of(w), "train", w.variant, seed=int(w.seed))),
         code=code("launch", "train"),
-    log: log_file("train", "{variant}-seed{seed}")
+    log: str(LP.logs("train", "{variant}-seed{seed}"))
     # training runs are the long jobs: started first, the short predictions fill the gaps after
     priority: 1
     threads: cpus("train")
     resources: **resources("train")
     conda: TRAIN_ENV
-    shell: "{RISE} --log {log} launch train --variant {wildcards.variant} --seed {wildcards.seed}"
+    shell: "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} launch train --variant {wildcards.variant} --seed {wildcards.seed}"
 
 
 rule base_policy:
@@ -27,11 +27,11 @@ rule base_policy:
         variant="|".join(UNTRAINED) or "NONE",
     input: unpack(train_inputs)
     output:
-        policy=str(L.policy_ref("{variant}", "{seed}")),
-        curves=str(L.train_curves("{variant}", "{seed}")),  # no steps: an empty curve
+        policy=str(LP.policy_ref("{variant}", "{seed}")),
+        curves=str(LP.train_curves("{variant}", "{seed}")),  # no steps: an empty curve
     params:
-        settings=lambda w: readable(stage_settings(S, "train", w.variant, seed=int(w.seed))),
+        settings=lambda w: readable(stage_settings(settings_of(w), "train", w.variant, seed=int(w.seed))),
         code=code("train"),
-    log: log_file("train", "{variant}-seed{seed}")
+    log: str(LP.logs("train", "{variant}-seed{seed}"))
     conda: ENV
-    shell: "{RISE} --log {log} train --variant {wildcards.variant} --seed {wildcards.seed}"
+    shell: "{RISE_CLI} --preset {wildcards.preset}{OVERRIDES_ARG} --log {log} train --variant {wildcards.variant} --seed {wildcards.seed}"

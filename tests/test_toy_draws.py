@@ -1,0 +1,116 @@
+"""Pretraining draws: presets declared by `draws` (rise/config.py) and the claim over them
+(rise/toy/draws.py, `rise draws`). Both engines plan the draws alike: tests/test_dvc_pipeline.py."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import copy_project
+from rise.config import PROJECT_ROOT, load_settings, preset_names, read_params
+from rise.errors import ConfigError, RiseError
+from test_claim import _write_scores
+
+TABLE4 = [("Base", "zeroshot_3b"), ("Format-only", "format_only_3b"), ("Semantic-only", "semantic_only_3b"),
+          ("w/o Seg", "no_seg_format_3b"), ("w/o Think", "no_think_format_3b"), ("Full", "full_3b")]
+
+
+def test_each_declared_draw_is_a_preset_with_its_own_seed_models_and_tables():
+    raw = read_params(PROJECT_ROOT / "params.yaml")
+    toy = load_settings(PROJECT_ROOT / "params.yaml", "toy")
+    assert len(toy.draws) >= 5 and 0 in toy.draws  # the issue's bar: five draws, seed 0 among them
+    assert toy.draws[toy.pretrain["seed"]] == "toy"  # the preset's own seed is the preset
+    assert [n for n in preset_names(raw) if n.startswith("toy-draw")] == [
+        f"toy-draw{k}" for k in toy.draws if k != toy.pretrain["seed"]]
+    d0 = load_settings(PROJECT_ROOT / "params.yaml", "toy-draw0")
+    assert d0.draw_of == "toy" and d0.pretrain["seed"] == 0 and list(d0.tables) == toy.draw_tables
+    assert d0.models["clip"]["pretrained"] == "runs/toy-draw0/models/clip.pt"
+    assert set(d0.models["policies"].values()) == {"runs/toy-draw0/models/policy"}
+    assert d0.layout.table("table4").as_posix() == "results/toy-draw0/table4.csv"
+    assert d0.sweeps == [] and d0.figures == {} and d0.draws == {}
+    # everything else is the preset's: the same data, GRPO and tables
+    assert (d0.datasets, d0.train, d0.tables["table4"]) == (toy.datasets, toy.train, toy.tables["table4"])
+    with pytest.raises(ConfigError, match=r"preset 'toy-draw9' is not defined.*toy-draw0"):
+        load_settings(PROJECT_ROOT / "params.yaml", "toy-draw9")
+    with pytest.raises(ConfigError, match="preset 'toy-draw1' is not defined"):  # that one is `toy` itself
+        load_settings(PROJECT_ROOT / "params.yaml", "toy-draw1")
+
+
+def test_draws_name_a_table_of_the_preset_and_need_pretraining():
+    path = PROJECT_ROOT / "params.yaml"
+    with pytest.raises(ConfigError, match=r"presets.toy.draws.tables names \['table2'\]"):
+        load_settings(path, "toy", overrides={"presets": {"toy": {"draws": {"tables": ["table2"]}}}})
+    with pytest.raises(ConfigError, match="presets.demo.draws: a preset without `pretrain`"):
+        load_settings(path, "demo", overrides={"presets": {"demo": {"draws": {"seeds": [0, 1], "tables": ["table4"]}}}})
+
+
+def _draw_files(settings, lift: float, rng) -> None:
+    """A draw's Table 4 as the workflow writes it: per-sample scores of every run, the table's means
+    computed from them, and the two pretraining reports the draws table reads. R_sem rows gain `lift`
+    (intersection units of 20) over the base and Format-only on every sample."""
+    hard = rng.integers(0, 8, 80)
+    means, stds = {}, {}
+    for label, variant in TABLE4:
+        rsem = variant not in ("zeroshot_3b", "format_only_3b")
+        runs = [[(int(min(20, 6 + h + (lift + seed % 2 if rsem else 0))), 20, "classname") for h in hard]
+                for seed in settings.seeds(variant)]
+        _write_scores(settings, variant, "reasonseg_test", runs)
+        per_run = [100 * np.mean([i / u for i, u, _ in run]) for run in runs]
+        means[label], stds[label] = np.mean(per_run), (np.std(per_run, ddof=1) if len(per_run) > 1 else None)
+    table = settings.layout.table("table4")
+    table.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"label": label, "variant": variant, "reasonseg_test gIoU": means[label],
+                   "reasonseg_test gIoU std": stds[label]} for label, variant in TABLE4]).to_csv(table, index=False)
+    from rise.toy.models import pretrained_models
+
+    made = pretrained_models(settings)
+    for stage, body in (("policy", {"heldout": {"greedy": {f: {"hit_rate": 0.5} for f in ("classname", "colour")}}}),
+                        ("clip", {"heldout": {"zero_shot_accuracy_classname": 0.9}})):
+        path = settings.layout.root / made[stage]["report"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(body))
+
+
+def test_the_draws_table_reports_each_draw_the_share_that_holds_and_intervals_across_draws(tmp_path, monkeypatch):
+    root = copy_project(tmp_path / "p", {"presets": {"toy": {"draws": {"seeds": [1, 7, 8]}}}})
+    monkeypatch.chdir(root)  # model paths in params.yaml are relative to the project root
+    toy = load_settings(root / "params.yaml", "toy", root=root)
+    assert toy.draws == {1: "toy", 7: "toy-draw7", 8: "toy-draw8"}
+    rng = np.random.default_rng(0)
+    lifts = {1: 4, 7: 3, 8: 0}  # draws 1 and 7: every R_sem row well above; draw 8: no effect
+    for seed, name in toy.draws.items():
+        _draw_files(load_settings(root / "params.yaml", name, root=root), lifts[seed], rng)
+    proc = subprocess.run([sys.executable, "-m", "rise.cli", "--preset", "toy", "draws", "--name", "table4",
+                           "--resamples", "300"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "holds in **2 of 3** draws by the 2-std rule and in **2 of 3** by the bootstrap" in proc.stdout
+    base = root / "results/toy/draws/table4"
+    by_draw = pd.read_csv(f"{base}.csv")
+    assert list(by_draw["draw"]) == [1, 7, 8] and list(by_draw["preset"]) == ["toy", "toy-draw7", "toy-draw8"]
+    assert list(by_draw["claim holds (2 std)"]) == [True, True, False]
+    assert list(by_draw["comparisons"]) == [8, 8, 8] and by_draw["met (2 std)"].iloc[2] == 0
+    assert by_draw["base hit classname"].iloc[0] == 0.5 and by_draw["clip zero-shot classname"].iloc[0] == 0.9
+    comparisons = pd.read_csv(f"{base}.comparisons.csv")
+    assert len(comparisons) == 24 and set(comparisons["against"]) == {"Base", "Format-only"}
+    full = comparisons[(comparisons["row"] == "Full") & (comparisons["against"] == "Base")]
+    assert (full["low"].iloc[:2] > 0).all() and full["low"].iloc[2] <= 0 <= full["high"].iloc[2]
+    summary = json.loads((base.with_suffix(".json")).read_text())
+    assert summary["share holds (2 std)"] == pytest.approx(2 / 3, abs=1e-3)
+    across = summary["across draws"]["Full vs Base (reasonseg_test)"]
+    gaps = list(full["gap"])
+    assert across["mean gap"] == pytest.approx(np.mean(gaps), abs=0.01)
+    assert across["low"] < min(gaps[:2]) and across["high"] > 0  # three draws, one without effect: wide
+    assert "## Across draws" in (base.with_suffix(".md")).read_text()
+
+
+def test_a_draw_not_built_yet_is_named(tmp_path, monkeypatch):
+    from rise.toy.draws import draws_table
+
+    root = copy_project(tmp_path / "p")
+    monkeypatch.chdir(root)
+    with pytest.raises(RiseError, match="results/toy-draw0/table4.csv: no such table"):
+        draws_table(load_settings(root / "params.yaml", "toy", root=root), "table4")
+    with pytest.raises(RiseError, match="does not name 'table1'"):
+        draws_table(load_settings(root / "params.yaml", "toy", root=root), "table1")

@@ -386,6 +386,19 @@ def draws_command(settings, args) -> int | None:
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+def judges_arguments(p) -> None:
+    p.add_argument("--metric", default="gIoU", choices=["gIoU", "cIoU"])
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of each interval")
+
+
+def judges_command(settings, args) -> int | None:
+    from rise.toy.judges import judges_table
+
+    paths = judges_table(settings, args.metric, args.resamples)
+    print(paths["markdown"].read_text())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
 # ------------------------------------------------------------------------------------------- table
 
 @dataclass(frozen=True)
@@ -433,6 +446,8 @@ COMMANDS: dict[str, Command] = {
                     "(rise/fingerprints.py)", code_arguments),
     "draws": Command(draws_command, "the claim over a preset's pretraining draws: per draw, the share that "
                      "holds, and intervals across draws (rise/toy/draws.py)", draws_arguments),
+    "judges": Command(judges_command, "the rows that read R_sem against the judge's quality: each weaker toy "
+                      "CLIP's table against the preset's Format-only and base (rise/toy/judges.py)", judges_arguments),
     "claim": Command(claim_command, "do a toy table's R_sem rows beat Format-only and the base by more than "
                      "--margin seed standard deviations? (exit 1 if not; rise/toy/claim.py)", claim_arguments),
 }

@@ -137,7 +137,19 @@ class Settings:
     # pretraining draws (`draws`): seed -> the preset that pretrains with it, and the tables each builds
     draws: dict[int, str] = field(default_factory=dict)
     draw_tables: list[str] = field(default_factory=list)
-    draw_of: str | None = None  # a draw's own preset: the one it copies
+    # weaker judges (`judges`): CLIP steps -> the preset whose CLIP trained that long, and their table
+    judges: dict[int, str] = field(default_factory=dict)
+    judge_table: str | None = None
+    judge_variants: list[str] = field(default_factory=list)  # the rows each judge trains again
+    copy_of: str | None = None    # a derived preset (a draw, a judge): the preset it copies
+    copy_kind: str | None = None  # "draws" or "judges"
+
+    @property
+    def pretrains(self) -> tuple[str, ...]:
+        """The toy models this preset pretrains itself (a judge, its CLIP alone; it shares the rest)."""
+        if not self.pretrain:
+            return ()
+        return ("clip",) if self.copy_kind == "judges" else ("clip", "sam2", "policy")
 
     @property
     def eval_sets(self) -> list[str]:
@@ -198,53 +210,84 @@ class Settings:
 
 
 
-# ------------------------------------------------------------------------------- pretraining draws
-# A preset with `draws: {seeds: [...], tables: [...]}` declares copies of itself that differ in the
-# seed of the three pretraining stages alone. The copy for seed k is the preset `<preset>-draw<k>`,
-# never written in params.yaml: its models go to runs/<preset>-draw<k>/models/, its runs and results
-# to runs/ and results/ under its name (in DVC's cache, not in git), and it builds `draws.tables`
-# alone. The seed the preset pretrains with itself (`pretrain.seed`) is the preset, so its committed
-# tables are one of the draws. `rise draws` (rise/toy/draws.py) reads every draw's table.
+# ------------------------------------------------------------------ pretraining draws and judges
+# Presets derived from one of params.yaml, never written there, each under its own name in runs/ and
+# results/ (in DVC's cache, not in git):
+#   `draws: {seeds: [...], tables: [...]}`: the copy for seed k, `<preset>-draw<k>`, pretrains its
+#     three models with `pretrain.seed: k` into runs/<preset>-draw<k>/models/ and builds `draws.tables`;
+#     `rise draws` (rise/toy/draws.py) reads them.
+#   `judges: {clip_steps: [...], table: ..., variants: [...]}`: the copy for k steps,
+#     `<preset>-judge<k>`, pretrains its CLIP alone for k steps (a weaker judge for R_sem), shares the
+#     preset's policy and SAM2, and builds `judges.table` with the rows of `judges.variants` alone (the
+#     rows that read the judge); `rise judges` (rise/toy/judges.py) reads them.
+# The value the preset itself has (its `pretrain.seed`, its CLIP's steps) is the preset, so its own
+# tables are one of the draws and the strongest judge.
 
-DRAW_MARK = "-draw"
+COPIES = {"draws": "-draw", "judges": "-judge"}  # a derived preset's mark, by the key that declares it
+
+
+def _own_value(raw: dict, base: str, kind: str) -> int:
+    pretrain = raw["presets"][base].get("pretrain", {})
+    return pretrain.get("seed", raw["seed"]) if kind == "draws" else pretrain.get("clip", {}).get("steps")
+
+
+def _declared(spec: dict, kind: str) -> list[int]:
+    return (spec.get(kind) or {}).get("seeds" if kind == "draws" else "clip_steps", [])
+
+
+def copy_preset(raw: dict, base: str, kind: str, value: int) -> str:
+    """The preset of `base`'s draw (kind `draws`, a seed) or judge (`judges`, CLIP steps) with
+    `value`: the base itself for its own value."""
+    return base if value == _own_value(raw, base, kind) else f"{base}{COPIES[kind]}{value}"
 
 
 def draw_preset(raw: dict, base: str, seed: int) -> str:
-    """The preset of `base`'s pretraining draw with `seed`: the base itself for its own seed."""
-    own = raw["presets"][base].get("pretrain", {}).get("seed", raw["seed"])
-    return base if seed == own else f"{base}{DRAW_MARK}{seed}"
+    return copy_preset(raw, base, "draws", seed)
 
 
 def preset_names(raw: dict) -> list[str]:
-    """Every preset: those of params.yaml, each followed by its draws (not the base again)."""
+    """Every preset: those of params.yaml, each followed by its draws and judges (not itself again)."""
     names = []
     for name, spec in raw["presets"].items():
         names.append(name)
-        for seed in (spec.get("draws") or {}).get("seeds", []):
-            if draw_preset(raw, name, seed) != name:
-                names.append(draw_preset(raw, name, seed))
+        for kind in COPIES:
+            names += [n for n in (copy_preset(raw, name, kind, v) for v in _declared(spec, kind)) if n != name]
     return names
 
 
-def preset_spec(raw: dict, preset: str, where: str = "params.yaml") -> tuple[dict, str | None]:
-    """A preset's mapping, and for a draw the preset it copies (else None)."""
+def preset_spec(raw: dict, preset: str, where: str = "params.yaml") -> tuple[dict, str | None, str | None]:
+    """A preset's mapping; for a derived one also the preset it copies and how (`draws`, `judges`)."""
     if preset in raw["presets"]:
-        return raw["presets"][preset], None
-    base, mark, seed = preset.rpartition(DRAW_MARK)
-    spec = raw["presets"].get(base) if mark and seed.isdigit() else None
-    if spec is None or int(seed) not in (spec.get("draws") or {}).get("seeds", []) or draw_preset(raw, base, int(seed)) != preset:
-        raise ConfigError(f"{where}: preset '{preset}' is not defined under presets (known: {preset_names(raw)})")
-    draw = copy.deepcopy({k: v for k, v in spec.items() if k != "draws"})
-    draw["pretrain"]["seed"] = int(seed)
-    draw["tables"] = list(spec["draws"]["tables"])
-    draw["results_in_git"] = False
-    draw["description"] = f"{spec['description']} Pretraining draw: seed {seed} (presets.{base}.draws)."
+        return raw["presets"][preset], None, None
+    for kind, mark in COPIES.items():
+        base, found, value = preset.rpartition(mark)
+        spec = raw["presets"].get(base) if found and value.isdigit() else None
+        if spec is not None and int(value) in _declared(spec, kind) and copy_preset(raw, base, kind, int(value)) == preset:
+            return _derive(raw, spec, base, preset, kind, int(value)), base, kind
+    raise ConfigError(f"{where}: preset '{preset}' is not defined under presets (known: {preset_names(raw)})")
+
+
+def _derive(raw: dict, spec: dict, base: str, preset: str, kind: str, value: int) -> dict:
+    out = copy.deepcopy({k: v for k, v in spec.items() if k not in COPIES})
+    out["results_in_git"] = False
     folder = f"runs/{preset}/models"
-    models = draw["models"]
-    models["policies"] = {k: f"{folder}/{Path(v).name}" for k, v in models["policies"].items()}
+    models = out["models"]
     models["clip"]["pretrained"] = f"{folder}/{Path(models['clip']['pretrained']).name}"
-    models["sam2"]["checkpoint"] = f"{folder}/{Path(models['sam2']['checkpoint']).name}"
-    return draw, base
+    if kind == "draws":
+        out["pretrain"]["seed"] = value
+        out["tables"] = list(spec["draws"]["tables"])
+        out["description"] = f"{spec['description']} Pretraining draw: seed {value} (presets.{base}.draws)."
+        models["policies"] = {k: f"{folder}/{Path(v).name}" for k, v in models["policies"].items()}
+        models["sam2"]["checkpoint"] = f"{folder}/{Path(models['sam2']['checkpoint']).name}"
+        return out
+    judges = spec["judges"]
+    out["pretrain"]["clip"]["steps"] = value
+    out["tables"] = [judges["table"]]
+    table = deep_merge(raw["tables"], spec.get("overrides", {}).get("tables", {})).get(judges["table"], {})
+    rows = [r for r in table.get("rows", []) if r["variant"] in judges["variants"]]
+    out.setdefault("overrides", {}).setdefault("tables", {}).setdefault(judges["table"], {})["rows"] = rows
+    out["description"] = f"{spec['description']} A weaker judge: CLIP pretrained {value} steps (presets.{base}.judges)."
+    return out
 
 
 def _format_path(path) -> str:
@@ -349,7 +392,7 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
     _validate_schema(raw, where)
 
     preset = preset or raw["preset"]
-    p, draw_of = preset_spec(raw, preset, where)
+    p, copy_of, copy_kind = preset_spec(raw, preset, where)
     effective = {k: deep_merge(raw[k], p.get("overrides", {}).get(k, {})) for k in OVERRIDABLE}
     # a preset may build some tables only (`tables: [...]`) and give them rows of its own
     all_tables = deep_merge(raw["tables"], p.get("overrides", {}).get("tables", {}))
@@ -409,15 +452,20 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
                 raise ConfigError(f"{where}: tables.{t_name}.rows[{i}].reported has {len(row['reported'])} "
                                   f"numbers for {len(table['columns'])} columns")
 
-    draws = p.get("draws")
-    if draws:
-        if not p.get("pretrain"):
-            raise ConfigError(f"{where}: presets.{preset}.draws: a preset without `pretrain` has no pretraining to draw")
-        missing = [t for t in draws["tables"] if t not in tables]
+    draws, judges = p.get("draws"), p.get("judges")
+    for kind, named in (("draws", draws["tables"] if draws else []), ("judges", [judges["table"]] if judges else [])):
+        if p.get(kind) and not p.get("pretrain"):
+            raise ConfigError(f"{where}: presets.{preset}.{kind}: a preset without `pretrain` has no pretraining to vary")
+        missing = [t for t in named if t not in tables]
         if missing:
-            raise ConfigError(f"{where}: presets.{preset}.draws.tables names {missing}, not tables of the preset "
+            raise ConfigError(f"{where}: presets.{preset}.{kind} names tables {missing}, not tables of the preset "
                               f"(its tables: {sorted(tables)})")
-    sweeps = [] if draw_of else list(raw.get("sweeps", []))  # a draw builds its tables alone
+    if judges:
+        unknown = [v for v in judges["variants"] if not any(r["variant"] == v for r in tables[judges["table"]]["rows"])]
+        if unknown:
+            raise ConfigError(f"{where}: presets.{preset}.judges.variants names {unknown}, not rows of "
+                              f"tables.{judges['table']}")
+    sweeps = [] if copy_of else list(raw.get("sweeps", []))  # a derived preset builds its tables alone
     for v in sweeps:
         if v not in variants:
             raise ConfigError(f"{where}: sweeps: '{v}' is not a variant")
@@ -432,9 +480,12 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
         resources=p["resources"],        models=p["models"], datasets=p["datasets"],
         train_sets=p["train_sets"], image=effective["image"], train=TrainSettings(**effective["train"]),
         predict=PredictSettings(**effective["predict"]), evaluate=effective["evaluate"], variants=variants,
-        tables=tables, figures={} if draw_of else raw.get("figures", {}), pretrain=p.get("pretrain"),
+        tables=tables, figures={} if copy_of else raw.get("figures", {}), pretrain=p.get("pretrain"),
         table_note=p.get("table_note", ""), sweeps=sweeps, source=Path(source), overrides=overrides or {},
-        draws={seed: draw_preset(raw, preset, seed) for seed in draws["seeds"]} if draws else {},
-        draw_tables=list(draws["tables"]) if draws else [], draw_of=draw_of,
+        draws={seed: copy_preset(raw, preset, "draws", seed) for seed in draws["seeds"]} if draws else {},
+        draw_tables=list(draws["tables"]) if draws else [],
+        judges={k: copy_preset(raw, preset, "judges", k) for k in judges["clip_steps"]} if judges else {},
+        judge_table=judges["table"] if judges else None, judge_variants=list(judges["variants"]) if judges else [],
+        copy_of=copy_of, copy_kind=copy_kind,
         layout=Layout(preset, Path(root) if root else Path("."), primary_seed=effective["train"]["seeds"][0]),
     )

@@ -71,6 +71,13 @@ Draws table           results/<preset>/draws/<table>.csv                  (stage
     above 0, and whether all are; beside it <table>.comparisons.csv (one row per draw and
     comparison), <table>.md and <table>.json (the share of draws where the claim holds, and the
     gaps across draws with their intervals).
+
+Judges table          results/<preset>/judges/<table>.csv                 (stage: judges)
+    per judge (presets.<preset>.judges: the toy CLIP pretrained for fewer steps) and judged row:
+    clip steps, preset, the judge's held-out zero-shot accuracy and R_sem top-1 on class names, row,
+    dataset, the row's mean and std, and per reference row (Format-only, the base) "gap vs <label>"
+    with "low vs"/"high vs" (95% paired bootstrap); beside it <table>.png (the gap over Format-only
+    against the judge's accuracy), <table>.md and <table>.json.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from rise.config import Settings, load_settings, preset_names, preset_spec, read_params
+from rise.config import COPIES, Settings, load_settings, preset_names, preset_spec, read_params
 from rise.plan import all_needs, sweep_needs, table_needs
 
 HEADER = """\
@@ -48,16 +48,16 @@ def pipeline_file(raw: dict, preset: str) -> Path:
     return Path("dvc.yaml") if preset == raw["preset"] else Path("pipelines") / preset / "dvc.yaml"
 
 
-def draws_file(preset: str) -> Path:
-    """The pipeline of a preset's draws tables (`draws`): a file of its own, so that `dvc repro` of
-    the preset's pipeline does not start the hours of its draws."""
-    return Path("pipelines") / preset / "draws" / "dvc.yaml"
+def copies_file(preset: str, kind: str) -> Path:
+    """The pipeline of a preset's table over its draws or judges (`kind`): a file of its own, so that
+    `dvc repro` of the preset's pipeline does not start the hours of its copies."""
+    return Path("pipelines") / preset / kind / "dvc.yaml"
 
 
-def draws_pipeline(params_file: str | Path, preset: str) -> dict:
-    """`draws_<table>` for each of the preset's `draws.tables` (rise/toy/draws.py), as Snakemake's
-    draws_table: every draw's table, per-sample scores and pretraining reports in, the four files out.
-    Its deps are outputs of the draws' own pipelines (pipelines/<preset>-draw<seed>/dvc.yaml)."""
+def copies_pipeline(params_file: str | Path, preset: str, kind: str) -> dict:
+    """As Snakemake's draws_table and judges_table: `draws_<table>` for each of the preset's
+    `draws.tables` (rise/toy/draws.py), or `judges_<table>` (rise/toy/judges.py); their deps are
+    outputs of the copies' own pipelines (pipelines/<preset>-draw<seed>/dvc.yaml, ...-judge<steps>)."""
     from rise.toy.models import pretrained_models
 
     raw = read_params(params_file)
@@ -65,24 +65,29 @@ def draws_pipeline(params_file: str | Path, preset: str) -> dict:
     params = _Params(raw, preset)
     RUN = f"runs/{preset}"
     keep = {"cache": False} if preset_spec(raw, preset)[0].get("results_in_git") else None
+    copies = ([preset, *(n for n in s.judges.values() if n != preset)] if kind == "judges"
+              else list(s.draws.values()))
     stages = {}
-    for name in s.draw_tables:
+    for name in (s.draw_tables if kind == "draws" else [s.judge_table]):
         deps = []
-        for draw in s.draws.values():
-            d = s if draw == preset else load_settings(params_file, draw)
+        for copy in copies:
+            d = s if copy == preset else load_settings(params_file, copy)
             deps.append(str(d.layout.table(name)))
             deps += [str(d.layout.sample_scores(n.variant, n.dataset, n.seed, n.checkpoint))
                      for n in table_needs(d, name)]
-            deps += [m["report"] for m in pretrained_models(d).values()]
-        out = str(s.layout.draws_table(name).with_suffix(""))
-        stages[f"draws_{name}"] = {
-            "cmd": f"rise --preset {preset} --log {RUN}/logs/draws/{name}.log draws --name {name}",
-            "params": params(f"presets.{preset}.draws"),
+            reports = pretrained_models(d, every=True)
+            deps += [reports["clip"]["report"]] if kind == "judges" else [m["report"] for m in reports.values()]
+        table = s.layout.draws_table(name) if kind == "draws" else s.layout.judges_table(name)
+        out = str(table.with_suffix(""))
+        files = (".csv", ".comparisons.csv", ".md", ".json") if kind == "draws" else (".csv", ".png", ".md", ".json")
+        stages[f"{kind}_{name}"] = {
+            "cmd": f"rise --preset {preset} --log {RUN}/logs/{kind}/{name}.log {kind}"
+                   + (f" --name {name}" if kind == "draws" else ""),
+            "params": params(f"presets.{preset}.{kind}"),
             "deps": deps,
-            "outs": [({path: keep} if keep else path) for path in
-                     (f"{out}.csv", f"{out}.comparisons.csv", f"{out}.md", f"{out}.json")],
+            "outs": [({out + x: keep} if keep else out + x) for x in files],
         }
-    stages = _with_code_deps(stages, f"rise --preset {preset} --log {RUN}/logs/code/draws.log", f"{RUN}/draws/code")
+    stages = _with_code_deps(stages, f"rise --preset {preset} --log {RUN}/logs/code/{kind}.log", f"{RUN}/{kind}/code")
     for stage in stages.values():
         stage["wdir"] = "../../.."
     return {"stages": stages}
@@ -138,9 +143,9 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
     preset = s.preset
     jobs = _jobs(s)
     params = _Params(raw, preset)
-    spec, _ = preset_spec(raw, preset)
+    spec = preset_spec(raw, preset)[0]
     # a pretraining draw depends on the keys of the preset it copies; its seed is in its name
-    P = f"presets.{s.draw_of or preset}"
+    P = f"presets.{s.copy_of or preset}"
     RUN = f"runs/{preset}"
     image = (f"{P}.overrides.image", "image")
     wdir = {} if pipeline_file(raw, preset) == Path("dvc.yaml") else {"wdir": "../.."}
@@ -159,20 +164,22 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
     if s.pretrain:  # the toy world: the three models are trained by stages, build_models checks them
         from rise.toy.models import pretrained_models
 
-        made = pretrained_models(s)
+        made = pretrained_models(s)  # a judge pretrains its CLIP and reads the preset's policy and SAM2
+        every = pretrained_models(s, every=True)
         model_key = {"clip": f"{P}.models.clip", "sam2": f"{P}.models.sam2", "policy": f"{P}.models.policies"}
         for stage, m in made.items():
             stages[f"pretrain_{stage}"] = {
                 "cmd": f"{rise('pretrain', stage)} pretrain --model {stage}",
-                "params": params(*([] if s.draw_of else [f"{P}.pretrain.seed"]), f"{P}.pretrain.{stage}",
+                # a draw's seed, a judge's CLIP steps: in its name, hence in the command
+                "params": params(*([] if s.copy_kind == "draws" else [f"{P}.pretrain.seed"]), f"{P}.pretrain.{stage}",
                                  model_key[stage], *image),
                 "outs": [m["model"], m["report"]],
             }
-        models = [f"{RUN}/models/models.json", *(m["model"] for m in made.values())]
+        models = [f"{RUN}/models/models.json", *(m["model"] for m in every.values())]
         stages["build_models"] = {
             "cmd": f"{rise('build_models', preset)} build-models",
             "params": params(f"{P}.models"),
-            "deps": [m["model"] for m in made.values()],
+            "deps": [m["model"] for m in every.values()],
             "outs": [models[0]],
         }
     else:
@@ -313,7 +320,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
     # load failure for those not run yet (an empty folder is kept in git, its .gitkeep in .dvcignore).
     up = "" if not wdir else "../../"
     # (a pretraining draw's runs are read through the draws table, not listed one by one)
-    out = {"stages": stages, **({} if s.draw_of else {"metrics": [f"{up}{RUN}/metrics"]})}
+    out = {"stages": stages, **({} if s.copy_of else {"metrics": [f"{up}{RUN}/metrics"]})}
     if not wdir:
         # `dvc plots show` draws every pipeline's plots on one page: the default preset's alone (the
         # `preset` of params.yaml), so that it holds no empty charts of presets not run here
@@ -387,11 +394,12 @@ def render(params_file: str | Path = "params.yaml", preset: str | None = None) -
     seed = load_settings(params_file, preset).train.seeds[0]
     target = "" if root else f" {pipeline_file(raw, preset)}"
     stage = "" if root else f"{pipeline_file(raw, preset)}:"
-    draw_of = preset_spec(raw, preset)[1]
-    if draw_of:  # built through the draws pipeline; its commands are those of the preset it copies
+    _, copy_of, kind = preset_spec(raw, preset)
+    if copy_of:  # built through its kind's pipeline; its commands are those of the preset it copies
+        what = "a pretraining draw" if kind == "draws" else "a weaker judge"
         header = (f"{HEADER.splitlines()[0]}\n{HEADER.splitlines()[1]}\n"
-                  f"# Preset `{preset}`: a pretraining draw of preset `{draw_of}` (presets.{draw_of}.draws), its tables\n"
-                  f"# alone, which {draws_file(draw_of)} reads; it runs from the project root (wdir).\n")
+                  f"# Preset `{preset}`: {what} of preset `{copy_of}` (presets.{copy_of}.{kind}), its tables\n"
+                  f"# alone, which {copies_file(copy_of, kind)} reads; it runs from the project root (wdir).\n")
     else:
         header = HEADER.format(
             preset=preset,
@@ -402,12 +410,13 @@ def render(params_file: str | Path = "params.yaml", preset: str | None = None) -
     return header + yaml.dump(pipeline(params_file, preset), Dumper=_Dumper, sort_keys=False, width=120)
 
 
-def render_draws(params_file: str | Path, preset: str) -> str:
+def render_copies(params_file: str | Path, preset: str, kind: str) -> str:
+    what = "pretraining draws" if kind == "draws" else "weaker judges"
     return (f"# GENERATED from params.yaml by `rise dvc-yaml` (rise/dvc_pipeline.py): do not edit by hand.\n"
-            f"# The claim over preset `{preset}`'s pretraining draws (presets.{preset}.draws, rise/toy/draws.py);\n"
-            f"# it reads each draw's pipeline (pipelines/{preset}-draw<seed>/dvc.yaml) and runs from the project root.\n"
-            f"# Run with `dvc repro {draws_file(preset)}`: every draw, then the draws tables (hours on 2 cores).\n"
-            + yaml.dump(draws_pipeline(params_file, preset), Dumper=_Dumper, sort_keys=False, width=120))
+            f"# Preset `{preset}`'s table over its {what} (presets.{preset}.{kind}, rise/toy/{kind}.py); it reads\n"
+            f"# each copy's pipeline (pipelines/{preset}{COPIES[kind]}<n>/dvc.yaml) and runs from the project root.\n"
+            f"# Run with `dvc repro {copies_file(preset, kind)}`: every copy, then the table over them.\n"
+            + yaml.dump(copies_pipeline(params_file, preset, kind), Dumper=_Dumper, sort_keys=False, width=120))
 
 
 def write_or_check(params_file: str | Path = "params.yaml", root: str | Path = ".", check: bool = False) -> list[Path]:
@@ -417,8 +426,9 @@ def write_or_check(params_file: str | Path = "params.yaml", root: str | Path = "
     stale = []
     files = {pipeline_file(raw, p): (lambda p=p: render(params_file, p)) for p in preset_names(raw)}
     for preset in raw["presets"]:
-        if load_settings(params_file, preset).draw_tables:
-            files[draws_file(preset)] = lambda p=preset: render_draws(params_file, p)
+        for kind in COPIES:
+            if raw["presets"][preset].get(kind):
+                files[copies_file(preset, kind)] = lambda p=preset, k=kind: render_copies(params_file, p, k)
     for path, text_of in files.items():
         target = Path(root) / path
         text = text_of()

@@ -35,7 +35,7 @@ from pathlib import Path
 LIBRARY = Path(__file__).resolve().parent  # the `rise` package this process imported
 # The commands Snakemake's rules and DVC's stages call (`rise code` prints these by default).
 STAGE_COMMANDS = ("pretrain", "build-models", "prepare-data", "sample-train", "launch", "train", "predict",
-                  "evaluate", "table", "show", "sweep", "sweep-figure", "figure", "draws")
+                  "evaluate", "table", "show", "sweep", "sweep-figure", "figure", "draws", "judges")
 SHORT = 12  # hex digits shown for a fingerprint
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 

@@ -95,5 +95,10 @@ class Layout:
         comparisons, Markdown and JSON lie beside it)."""
         return self.root / "results" / self.preset / "draws" / f"{name}.csv"
 
+    def judges_table(self, name: str) -> Path:
+        """A table's R_sem rows against the judge's quality, one row per CLIP (rise/toy/judges.py; the
+        figure, Markdown and JSON lie beside it)."""
+        return self.root / "results" / self.preset / "judges" / f"{name}.csv"
+
     def logs(self, stage: str, name: str) -> Path:
         return self.run_dir / "logs" / stage / f"{name}.log"

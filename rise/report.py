@@ -161,3 +161,13 @@ def write_markdown(settings: Settings, name: str) -> Path:
     atomic_write_text(out, table_markdown(settings, name, width=SHOW_WIDTH))
     atomic_write_text(out.with_suffix(".html"), table_html(settings, name))
     return out
+
+
+def frame_markdown(df) -> str:
+    """A pandas DataFrame as a Markdown table (floats to 4 significant digits)."""
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|---" * len(df.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)

@@ -125,6 +125,7 @@ def test_the_contracts_catalogue_names_the_layouts_paths():
         "Checkpoint sweep": layout.sweep("<variant>"),
         "Qualitative figure": layout.figure("qualitative"),
         "Draws table": layout.draws_table("<table>"),
+        "Judges table": layout.judges_table("<table>"),
     }
     assert catalogue() == {kind: str(path) for kind, path in expected.items()}
     import rise.contracts

@@ -42,7 +42,7 @@ NEW_FUNCTION = "\n\ndef added_helper():\n    return 1\n"
 # A behaviour change in each module, and the commands that must rerun for it. `pretrain` (the toy
 # world) imports the predictor and the rewards to pretrain and report its models.
 BEHAVIOUR_EDITS = [
-    ("metrics.py", "100.0", "50.0", {"evaluate", "draws"}),  # draws: the bootstrap reads sample_iou
+    ("metrics.py", "100.0", "50.0", {"evaluate", "draws", "judges"}),  # the bootstrap reads sample_iou
     ("answer.py", None, NEW_FUNCTION, {"train", "predict", "pretrain"}),
     ("rewards.py", None, NEW_FUNCTION, {"train", "pretrain"}),
     ("predict.py", None, NEW_FUNCTION, {"predict", "pretrain"}),
@@ -80,7 +80,7 @@ def test_a_new_import_is_followed_without_any_list(library):
     text = (library / "metrics.py").read_text()
     (library / "metrics.py").write_text("from rise.scaling import SCALE\n" + text)
     assert "rise.scaling" in code_fingerprint(["evaluate"], library)["modules"]
-    assert changed_after(library, "scaling.py", "100.0", "50.0") == {"evaluate", "draws"}
+    assert changed_after(library, "scaling.py", "100.0", "50.0") == {"evaluate", "draws", "judges"}
 
 
 def test_a_new_cli_command_changes_no_other_command(library):

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from conftest import QUICK, copy_dvc_settings, copy_project, sh
-from rise.dvc_pipeline import draws_file, pipeline, pipeline_file, render
+from rise.config import load_settings
+from rise.dvc_pipeline import copies_file, pipeline, pipeline_file, render
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,12 +82,12 @@ def snakemake_jobs(root, preset: str, targets: str | None = None, qualified: boo
         rule = m.group(1)
         w = dict(re.findall(r"(\w+)=([\w.-]+)", (re.search(r"wildcards: (.*)", block) or [None, ""])[1] or ""))
         job_preset = w.pop("preset", preset)
-        draw = re.match(r"(pretrain_\w+?)_(\w+_draw\d+)$", rule)
+        draw = re.match(r"(pretrain_\w+?)_(\w+_(?:draw|judge)\d+)$", rule)
         if draw:
             rule, job_preset = draw.group(1), draw.group(2).replace("_", "-")
         where = "" if job_preset == preset and not qualified else f"pipelines/{job_preset}/dvc.yaml:"
-        if rule == "draws_table":
-            jobs.add(f"draws_{w['table']}")
+        if rule in ("draws_table", "judges_table"):
+            jobs.add(f"{rule.split('_')[0]}_{w['table']}")
         elif rule == "table":
             jobs.add(where + w["table"])
         elif rule == "sweep":
@@ -148,7 +149,22 @@ def test_the_pretraining_draws_are_planned_alike_by_both_engines(tmp_path):
         assert f"{where}table1" not in planned  # the draws table reads Table 4 alone
     assert "draws_table4" in planned
     assert not any(j.startswith("pipelines/toy-draw1/") for j in planned)
-    assert dvc_jobs(root, "toy", draws_file("toy")) == planned
+    assert dvc_jobs(root, "toy", copies_file("toy", "draws")) == planned
+
+
+def test_the_weaker_judges_are_planned_alike_by_both_engines(tmp_path):
+    """Each judge pretrains its CLIP alone (the preset's policy and SAM2 are shared, built once) and
+    trains the judged rows again; the references are the preset's own runs."""
+    root = dvc_project(tmp_path)
+    planned = snakemake_jobs(root, "toy", "results/toy/judges/table4.csv", qualified=True)
+    toy = load_settings(root / "params.yaml", "toy")
+    for judge in toy.judges.values():
+        where = f"pipelines/{judge}/dvc.yaml:"
+        assert {f"{where}pretrain_clip", f"{where}table4", f"{where}train@full_3b-seed2"} <= planned
+        assert f"{where}pretrain_policy" not in planned and f"{where}train@format_only_3b-seed0" not in planned
+    assert {"pipelines/toy/dvc.yaml:pretrain_policy", "pipelines/toy/dvc.yaml:train@format_only_3b-seed0"} <= planned
+    assert "judges_table4" in planned
+    assert dvc_jobs(root, "toy", copies_file("toy", "judges")) == planned
 
 
 def test_seeds_and_a_best_checkpoint_table_in_both_engines(tmp_path):

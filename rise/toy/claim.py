@@ -24,6 +24,11 @@ def _std(value) -> float:
     return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
+def row_kind(variant) -> str:
+    """What a table row is to the claim: `base` (untrained), `rsem` (trained with R_sem) or `format_only`."""
+    return "base" if not variant.train else "rsem" if "semantic" in variant.rewards else "format_only"
+
+
 def check_claim(table: str | Path, variants: dict, metric: str = "gIoU", margin: float = 2.0) -> list[dict]:
     """One record per (R_sem row, reference row, dataset): the gap, both standard deviations in units of
     which it is read, and whether it meets the bar."""
@@ -42,11 +47,7 @@ def check_claim(table: str | Path, variants: dict, metric: str = "gIoU", margin:
     if not datasets:
         raise RiseError(f"{table}: no '<dataset> {metric}' column")
 
-    def kind(name: str) -> str:
-        v = variants[name]
-        return "base" if not v.train else "rsem" if "semantic" in v.rewards else "format_only"
-
-    df["kind"] = [kind(v) for v in df["variant"]]
+    df["kind"] = [row_kind(variants[v]) for v in df["variant"]]
     references = df[df["kind"].isin(["base", "format_only"])]
     if not (df["kind"] == "rsem").any() or references.empty:
         raise RiseError(f"{table}: needs R_sem rows and a base or Format-only row to compare with")
@@ -136,18 +137,20 @@ def run_scores(settings, variant: str, dataset: str, family: str | None = None) 
 
 def bootstrap_gap(settings, variant: str, against: str, dataset: str, metric: str = "gIoU", *,
                   family: str | None = None, resamples: int = 2000, seed: int = 0,
-                  keep_resamples: bool = False) -> dict:
+                  keep_resamples: bool = False, against_settings=None) -> dict:
     """The gap (variant minus against, percent: each row's mean over its runs) with a 95% interval
     from a paired bootstrap: each resample draws the test samples with replacement (the same ones for
     both rows: paired) and each row's seeds with replacement, and takes the difference of the rows'
     means over their drawn seeds. `p_not_above` is the share of resamples whose gap is 0 or below
     (a one-sided p-value for "the variant is above"). `keep_resamples`: the resampled gaps too, as
-    `resampled` (rise/toy/draws.py pools them over pretraining draws)."""
+    `resampled` (rise/toy/draws.py pools them over pretraining draws). `against_settings`: where the
+    `against` row's runs lie when another preset's (a weaker judge's row against the preset's own)."""
     from rise.metrics import sample_iou
 
     protocol = settings.evaluate["protocol"]
     rng = np.random.default_rng(seed)
-    (ia, ua), (ib, ub) = (run_scores(settings, v, dataset, family) for v in (variant, against))
+    (ia, ua), (ib, ub) = (run_scores(s, v, dataset, family)
+                          for s, v in ((settings, variant), (against_settings or settings, against)))
     if ia.shape[1] != ib.shape[1]:
         raise RiseError(f"{variant} and {against} were scored on different samples of {dataset}")
     n = ia.shape[1]

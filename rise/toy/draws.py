@@ -31,6 +31,7 @@ import pandas as pd
 from rise.config import Settings, load_settings
 from rise.contracts import atomic_write_text, write_json
 from rise.errors import RiseError
+from rise.report import frame_markdown
 from rise.toy.claim import bootstrap_gap, check_claim
 from rise.toy.models import pretrained_models, report_file
 
@@ -131,12 +132,12 @@ def _write(settings: Settings, table: str, metric: str, margin: float, rows: lis
     lines = [f"# {table} over {n} pretraining draws ({metric}, seeds {', '.join(str(r['draw']) for r in rows)})", "",
              f"The claim (every R_sem row above Format-only and the base on every dataset) holds in "
              f"**{holds_std} of {n}** draws by the {margin:g}-std rule and in **{holds_ci} of {n}** by the "
-             "bootstrap's 95% intervals.", "", "## Per draw", "", _markdown(by_draw), "",
+             "bootstrap's 95% intervals.", "", "## Per draw", "", frame_markdown(by_draw), "",
              "## Across draws", "",
              "Mean gap over the draws, with a 95% interval from a bootstrap over draws (each resample draws the "
              "draws with replacement and one resample of each drawn draw's paired bootstrap over test samples "
-             "and seeds).", "", _markdown(pd.DataFrame(across)), "",
-             "## Every comparison", "", _markdown(by_comparison), ""]
+             "and seeds).", "", frame_markdown(pd.DataFrame(across)), "",
+             "## Every comparison", "", frame_markdown(by_comparison), ""]
     paths = {"csv": base, "comparisons": base.with_suffix(".comparisons.csv"), "markdown": base.with_suffix(".md"),
              "metrics": base.with_suffix(".json")}
     atomic_write_text(paths["csv"], by_draw.to_csv(index=False))
@@ -145,11 +146,3 @@ def _write(settings: Settings, table: str, metric: str, margin: float, rows: lis
     write_json(paths["metrics"], summary)
     return paths
 
-
-def _markdown(df: pd.DataFrame) -> str:
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|---" * len(df.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)

@@ -23,9 +23,11 @@ def policy_dir(settings: Settings) -> str:
     return folders.pop()
 
 
-def pretrained_models(settings: Settings) -> dict[str, dict]:
-    """Per pretraining stage: the model it writes (a file, or the policy's folder) and its report."""
+def pretrained_models(settings: Settings, every: bool = False) -> dict[str, dict]:
+    """Per pretraining stage the preset runs (`Settings.pretrains`; `every`: also those of the models
+    it shares with the preset it copies): the model it writes (a file, or the policy's folder) and
+    its report."""
     models = {"clip": settings.models["clip"]["pretrained"], "sam2": settings.models["sam2"]["checkpoint"],
               "policy": policy_dir(settings)}
     return {stage: {"model": str(m), "report": str(report_file(m)), "folder": stage == "policy"}
-            for stage, m in models.items()}
+            for stage, m in models.items() if every or stage in settings.pretrains}

@@ -28,12 +28,13 @@ try:
 except RiseError as exc:
     raise WorkflowError(str(exc))
 L = S.layout
-# The presets this run can build: the chosen one and its pretraining draws (`draws`, rise/config.py),
-# each `<preset>-draw<seed>`. The rules of a table's chain take the preset as the wildcard {preset}
-# of their paths (`LP`), so one rule serves every draw; `SETTINGS[wildcards.preset]` is its settings.
+# The presets this run can build: the chosen one, its pretraining draws (`draws`, rise/config.py:
+# `<preset>-draw<seed>`) and its weaker judges (`judges`: `<preset>-judge<steps>`). The rules of a
+# table's chain take the preset as the wildcard {preset} of their paths (`LP`), so one rule serves
+# every copy; `SETTINGS[wildcards.preset]` is its settings.
 try:
     SETTINGS = {PRESET: S, **{name: load_settings("params.yaml", name, overrides=OVERRIDES)
-                              for name in S.draws.values() if name != PRESET}}
+                              for name in [*S.draws.values(), *S.judges.values()] if name != PRESET}}
 except RiseError as exc:
     raise WorkflowError(str(exc))
 LP = Layout("{preset}", primary_seed=L.primary_seed)
@@ -83,7 +84,7 @@ if workflow.is_main_process and workflow.resource_settings.nodes is None and "gp
     workflow.register_resource("gpu", len(local_gpus()))
 
 # Cheap steps run in the Snakemake process itself, also on a cluster (no job, no queue).
-localrules: all, all_tables, all_sweeps, table, table_alias, sweep, figure_sweeps, sample_train, base_policy, draws_table, all_draws,
+localrules: all, all_tables, all_sweeps, table, table_alias, sweep, figure_sweeps, sample_train, base_policy, draws_table, all_draws, judges_table,
     figure_qualitative
 
 wildcard_constraints:
@@ -148,11 +149,23 @@ def table_inputs(wildcards):
     return metrics_files(needs, s.layout) + (families if s.tables[wildcards.table].get("by_family") else [])
 
 
+def judges_inputs(wildcards):
+    """Each judge's table and its runs' per-sample scores, its CLIP's report; the preset's own too."""
+    out = []
+    for name in [PRESET, *S.judges.values()]:
+        s = SETTINGS[name]
+        out.append(str(s.layout.table(S.judge_table)))
+        out += [str(s.layout.sample_scores(n.variant, n.dataset, n.seed, n.checkpoint))
+                for n in table_needs(s, S.judge_table)]
+        out.append(pretrained_models(s, every=True)["clip"]["report"])
+    return out
+
+
 def draws_inputs(wildcards):
     """Every draw's table, its runs' per-sample scores (the bootstrap reads them) and its models'
     pretraining reports."""
     out = []
-    for s in SETTINGS.values():
+    for s in (SETTINGS[name] for name in S.draws.values()):
         out.append(str(s.layout.table(wildcards.table)))
         out += [str(s.layout.sample_scores(n.variant, n.dataset, n.seed, n.checkpoint))
                 for n in table_needs(s, wildcards.table)]

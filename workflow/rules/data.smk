@@ -1,6 +1,6 @@
 rule build_models:
     # builds the demo's models, or checks the preset's (pretrained by stages, or Hub ids / paths)
-    input: lambda w: [m["model"] for m in PRETRAINED[w.preset].values()]
+    input: lambda w: [m["model"] for m in pretrained_models(settings_of(w), every=True).values()] if settings_of(w).pretrain else []
     output: str(LP.models_manifest())
     params:
         settings=stage_param("models"),

@@ -140,3 +140,23 @@ rule draws_table:
 rule all_draws:
     # every table of `draws.tables` over the draws
     input: [str(L.draws_table(t)) for t in S.draw_tables]
+
+
+rule judges_table:
+    # the rows that read R_sem against the judge's quality (`judges` in params.yaml): each weaker
+    # CLIP's table against the preset's own Format-only and base (rise/toy/judges.py)
+    wildcard_constraints:
+        table=S.judge_table or "NONE",
+    input: judges_inputs
+    output:
+        csv=str(L.judges_table("{table}")),
+        figure=report(str(L.judges_table("{table}").with_suffix(".png")), caption="../report/judges.rst",
+                      category="Toy claim"),
+        markdown=str(L.judges_table("{table}").with_suffix(".md")),
+        metrics=str(L.judges_table("{table}").with_suffix(".json")),
+    params:
+        settings=lambda w: {"judges": S.judges, "table": S.judge_table, "variants": S.judge_variants},
+        code=code("judges"),
+    log: log_file("judges", "{table}")
+    conda: ENV
+    shell: "{RISE} --log {log} judges"

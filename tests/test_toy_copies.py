@@ -1,5 +1,6 @@
-"""Pretraining draws: presets declared by `draws` (rise/config.py) and the claim over them
-(rise/toy/draws.py, `rise draws`). Both engines plan the draws alike: tests/test_dvc_pipeline.py."""
+"""Presets derived from the toy: pretraining draws (`draws`) and weaker judges (`judges`), declared in
+params.yaml (rise/config.py), and the tables over them (rise/toy/draws.py, `rise draws`;
+rise/toy/judges.py, `rise judges`). Both engines plan them alike: tests/test_dvc_pipeline.py."""
 import json
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def test_each_declared_draw_is_a_preset_with_its_own_seed_models_and_tables():
     assert [n for n in preset_names(raw) if n.startswith("toy-draw")] == [
         f"toy-draw{k}" for k in toy.draws if k != toy.pretrain["seed"]]
     d0 = load_settings(PROJECT_ROOT / "params.yaml", "toy-draw0")
-    assert d0.draw_of == "toy" and d0.pretrain["seed"] == 0 and list(d0.tables) == toy.draw_tables
+    assert d0.copy_of == "toy" and d0.pretrain["seed"] == 0 and list(d0.tables) == toy.draw_tables
     assert d0.models["clip"]["pretrained"] == "runs/toy-draw0/models/clip.pt"
     assert set(d0.models["policies"].values()) == {"runs/toy-draw0/models/policy"}
     assert d0.layout.table("table4").as_posix() == "results/toy-draw0/table4.csv"
@@ -40,7 +41,7 @@ def test_each_declared_draw_is_a_preset_with_its_own_seed_models_and_tables():
 
 def test_draws_name_a_table_of_the_preset_and_need_pretraining():
     path = PROJECT_ROOT / "params.yaml"
-    with pytest.raises(ConfigError, match=r"presets.toy.draws.tables names \['table2'\]"):
+    with pytest.raises(ConfigError, match=r"presets.toy.draws names tables \[.table2.\]"):
         load_settings(path, "toy", overrides={"presets": {"toy": {"draws": {"tables": ["table2"]}}}})
     with pytest.raises(ConfigError, match="presets.demo.draws: a preset without `pretrain`"):
         load_settings(path, "demo", overrides={"presets": {"demo": {"draws": {"seeds": [0, 1], "tables": ["table4"]}}}})
@@ -65,7 +66,7 @@ def _draw_files(settings, lift: float, rng) -> None:
                    "reasonseg_test gIoU std": stds[label]} for label, variant in TABLE4]).to_csv(table, index=False)
     from rise.toy.models import pretrained_models
 
-    made = pretrained_models(settings)
+    made = pretrained_models(settings, every=True)
     for stage, body in (("policy", {"heldout": {"greedy": {f: {"hit_rate": 0.5} for f in ("classname", "colour")}}}),
                         ("clip", {"heldout": {"zero_shot_accuracy_classname": 0.9}})):
         path = settings.layout.root / made[stage]["report"]
@@ -114,3 +115,46 @@ def test_a_draw_not_built_yet_is_named(tmp_path, monkeypatch):
         draws_table(load_settings(root / "params.yaml", "toy", root=root), "table4")
     with pytest.raises(RiseError, match="does not name 'table1'"):
         draws_table(load_settings(root / "params.yaml", "toy", root=root), "table1")
+
+
+def test_each_judge_is_a_preset_that_pretrains_its_clip_alone_and_trains_the_judged_rows():
+    toy = load_settings(PROJECT_ROOT / "params.yaml", "toy")
+    assert len(toy.judges) >= 2 and all(k < toy.pretrain["clip"]["steps"] for k in toy.judges)
+    weakest = load_settings(PROJECT_ROOT / "params.yaml", toy.judges[min(toy.judges)])
+    assert weakest.copy_of == "toy" and weakest.copy_kind == "judges" and weakest.pretrains == ("clip",)
+    assert weakest.pretrain["clip"]["steps"] == min(toy.judges)
+    assert weakest.models["clip"]["pretrained"] == f"runs/{weakest.preset}/models/clip.pt"
+    # the policy and SAM2 are the preset's own: the judge alone differs
+    assert (weakest.models["policies"], weakest.models["sam2"]) == (toy.models["policies"], toy.models["sam2"])
+    rows = weakest.tables[toy.judge_table]["rows"]
+    assert [r["variant"] for r in rows] == toy.judge_variants == ["full_3b"]
+    with pytest.raises(ConfigError, match="judges.variants names \\['nosuch_3b'\\]"):
+        load_settings(PROJECT_ROOT / "params.yaml", "toy",
+                      overrides={"presets": {"toy": {"judges": {"variants": ["nosuch_3b"]}}}})
+
+
+def test_the_judges_table_sets_each_judges_gain_over_format_only_against_its_accuracy(tmp_path, monkeypatch):
+    """Three judges of rising quality: the preset's Format-only and base are read from its own runs,
+    each judge's Full from its own; the gain and its interval follow the judge."""
+    root = copy_project(tmp_path / "p", {"presets": {"toy": {"judges": {"clip_steps": [10, 30]}}}})
+    monkeypatch.chdir(root)
+    toy = load_settings(root / "params.yaml", "toy", root=root)
+    _draw_files(toy, 4, np.random.default_rng(1))  # the preset: every R_sem row 4 units above
+    for steps, lift, accuracy in ((10, 0, 0.2), (30, 2, 0.5)):
+        judge = load_settings(root / "params.yaml", toy.judges[steps], root=root)
+        _draw_files(judge, lift, np.random.default_rng(1))  # the same samples: paired
+        report = root / judge.models["clip"]["pretrained"]
+        (report.parent / (report.name + ".report.json")).write_text(json.dumps({"heldout": {
+            "zero_shot_accuracy_classname": accuracy, "rsem_top1_cell_classname": accuracy}}))
+    (root / "runs/toy/models/clip.pt.report.json").write_text(json.dumps({"heldout": {
+        "zero_shot_accuracy_classname": 0.9, "rsem_top1_cell_classname": 0.97}}))
+    proc = subprocess.run([sys.executable, "-m", "rise.cli", "--preset", "toy", "judges", "--resamples", "300"],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    df = pd.read_csv(root / "results/toy/judges/table4.csv")
+    assert list(df["clip steps"]) == [10, 30, 400] and set(df["row"]) == {"Full"}  # the judged rows alone
+    assert list(df["zero-shot classname"]) == [0.2, 0.5, 0.9]
+    gaps = list(df["gap vs Format-only"])
+    assert gaps[0] < gaps[1] < gaps[2] and df["low vs Format-only"].iloc[2] > 0
+    assert df["low vs Format-only"].iloc[0] <= 0 <= df["high vs Format-only"].iloc[0]
+    assert (root / "results/toy/judges/table4.png").stat().st_size > 10_000

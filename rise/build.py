@@ -10,7 +10,7 @@ import logging
 from rise.config import Settings
 from rise.contracts import write_json
 from rise.data.synthetic import COLOURS, SHAPES
-from rise.errors import MissingResourceError
+from rise.errors import ConfigError, MissingResourceError
 from rise.prompts import EXAMPLE_BOX_ONLY, EXAMPLE_WITH_POINTS, QWEN_GROUNDING, build_prompt
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,12 @@ def build_models(settings: Settings) -> None:
     problems = model_problems(settings)
     if problems:
         raise MissingResourceError("; ".join(problems))
+    if settings.pretrain:  # the toy world: the base GRPO starts from is the one the recipe declares
+        from rise.toy.models import base_check_problems
+
+        problems = base_check_problems(settings)
+        if problems:
+            raise ConfigError("; ".join(problems))
     from rise.fingerprints import model_fingerprints
 
     write_json(settings.layout.models_manifest(), {"built_offline": settings.build_demo_models,

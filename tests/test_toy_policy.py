@@ -153,6 +153,58 @@ def test_made_up_words_and_facts_from_a_later_step_leave_the_earlier_steps_as_wi
         assert all(torch.equal(plain[k], late[k]) for k in plain), kind
         assert not all(torch.equal(plain[k], early[k]) for k in plain), kind
 
+def test_grounded_names_are_taught_grounded_and_leave_the_stream_as_it_was_when_off(tmp_path, monkeypatch):
+    """`grounded_names` with `grounded_share`: that share of the examples names an object by one of
+    those class names, with the grounded answer; with no share, the examples and weights are those of
+    a run without the setting. An unknown name is named."""
+    from safetensors.torch import load_file
+
+    import rise.toy.policy as policy
+
+    taught = []
+    answer_text = policy.answer_text
+    monkeypatch.setattr(policy, "answer_text", lambda text, obj, **kw: taught.append((text, obj.name))
+                        or answer_text(text, obj, **kw))
+
+    def run(name, **grounded):
+        out = policy.build_toy_policy(tmp_path / name, dims=TINY_DIMS)
+        taught.clear()  # (building the tokenizer writes answers too)
+        policy.pretrain_policy(out, steps=3, one_object_steps=0, two_object_steps=0, batch_size=4, think="compact",
+                               **grounded)
+        return list(taught), load_file(out / "model.safetensors")
+
+    plain_texts, plain = run("plain")
+    off_texts, off = run("off", grounded_names=["tomato", "sail"], grounded_share=0.0)
+    assert off_texts == plain_texts and all(torch.equal(plain[k], off[k]) for k in plain)
+    on_texts, _ = run("on", grounded_names=list(world.CLASS_NAMES.values()), grounded_share=1.0)
+    named = [text == f"the {name}" for text, name in on_texts]
+    assert sum(named) >= 0.75 * len(named)  # every scene with an object of a unique colour and shape
+    assert not any(text == f"the {name}" for text, name in plain_texts)  # the base family alone
+    with pytest.raises(ValueError, match=r"grounded_names: \['teapot'\] are not class names"):
+        policy.pretrain_policy(tmp_path / "on", steps=1, one_object_steps=0, batch_size=2, grounded_names=["teapot"])
+
+
+def test_the_base_check_reads_the_policy_report_against_the_declared_ranges(tmp_path):
+    import json
+
+    from rise.config import PROJECT_ROOT, load_settings
+    from rise.toy.models import base_check_problems, pretrained_models
+
+    checked = {"presets": {"toy": {"pretrain": {"base_check": {"classname": [0.3, 0.7], "colour": [0.9, 1.0]}}}}}
+    s = load_settings(PROJECT_ROOT / "params.yaml", "toy", root=tmp_path, overrides=checked)
+    report = tmp_path / pretrained_models(s)["policy"]["report"]
+    s.models["policies"] = {k: str(tmp_path / v) for k, v in s.models["policies"].items()}
+    assert "no pretraining report" in base_check_problems(s)[0]
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"heldout": {"greedy": {"classname": {"hit_rate": 0.4}, "colour": {"hit_rate": 1.0}}}}))
+    assert base_check_problems(s) == []
+    report.write_text(json.dumps({"heldout": {"greedy": {"classname": {"hit_rate": 1.0}, "colour": {"hit_rate": 1.0}}}}))
+    [problem] = base_check_problems(s)
+    assert "'classname' at a greedy hit rate of 1.0" in problem and "[0.3, 0.7]" in problem
+    assert "presets.toy.pretrain.base_check" in problem
+    assert base_check_problems(load_settings(PROJECT_ROOT / "params.yaml", "toy")) == []  # none declared
+
+
 @pytest.mark.parametrize("think", world.THINK_STYLES)
 def test_choice_distribution_is_the_probability_of_writing_each_objects_think(tmp_path, think):
     """Checked against the log-probabilities of each object's think block, read from one

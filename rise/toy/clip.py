@@ -137,6 +137,8 @@ def pretrain_clip(out_file: str | Path, *, steps: int, seed: int = 0, batch_size
     cutter = CropCutter(model)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.05)
+    if round(0.1 * steps, 9) == 1:  # the warm-up would end at step 0: torch's OneCycleLR divides by zero
+        raise ValueError("pretrain.clip.steps: 10 steps leave the one-cycle schedule no warm-up; choose another count")
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
     stream = scenes(seed, "clip_pretrain")
     start = time.perf_counter()

@@ -70,7 +70,8 @@ def pretrain(settings: Settings, stage: str) -> Path:
                                                      and k not in ("dims", "report_images")})
         trained = {"vision_tower": vision, "answers": trained}
         n_images = s.get("report_images", 64)
-        report = {"greedy": policy_report(out, families=families, seed=seed, n_images=n_images),
+        report = {"greedy": policy_report(out, families=families, seed=seed, n_images=n_images,
+                                          grounded_names=tuple(s.get("grounded_names", ()))),
                   "sampled": choice_report(out, families=families, seed=seed, n_images=n_images,
                                            think=trained["answers"]["think"]),
                   "facts": fact_report(out, seed=seed, shade_words=shade_words,

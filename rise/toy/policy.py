@@ -227,7 +227,8 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                     short_prompt_steps: int = 0, schedule_steps: int | None = None,
                     segzero_share: float = 0.0, nonce_share: float = 0.0, nonce_from_step: int = 0,
                     fact_share: float = 0.0, fact_from_step: int = 0, fact_form: str = "sentence",
-                    shade_fact_share: float = 0.0, seed: int = 0, batch_size: int = 16,
+                    shade_fact_share: float = 0.0, grounded_names: tuple[str, ...] = (),
+                    grounded_share: float = 0.0, seed: int = 0, batch_size: int = 16,
                     learning_rate: float = 1e-3, family: str = "base", think: str = "echo",
                     decision_weight: float = 1.0, attention_weight: float = 0.0, attention_layer: int = 1,
                     previous_token_weight: float = 0.0, attribute_weight: float = 1.0,
@@ -261,6 +262,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
     examples, from the same step, teach a shade word's colour the same way (world.shade_fact:
     "crimson is red"): the `shade` family's words, known in words only (docs/toy-log.md, "Fourteenth
     round").
+
+    `grounded_share` of the other examples name an object by its class name, if the scene has one
+    of `grounded_names` to name, with the grounded answer: the base reads those names by construction
+    and the rest at most through the facts (docs/toy.md, "A base half-way by construction").
 
     Steps from `one_object_steps` to `two_object_steps` show two objects, later ones 2-4. `think`
     is the think block's style (world.THINK_STYLES). `decision_weight` weighs the cross-entropy of
@@ -297,6 +302,10 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
                          f"(it has {layers} text layers, 0-{layers - 1})")
     if fact_form not in FACT_FORMS:
         raise ValueError(f"pretrain.policy.fact_form: '{fact_form}' is not one of {FACT_FORMS}")
+    unknown = sorted(set(grounded_names) - set(CLASS_NAMES.values()))
+    if unknown:
+        raise ValueError(f"pretrain.policy.grounded_names: {unknown} are not class names of the toy world "
+                         f"(known: {sorted(CLASS_NAMES.values())})")
     schedule_steps = steps if schedule_steps is None else schedule_steps
     if schedule_steps < steps:
         raise ValueError(f"pretrain.policy.schedule_steps: {schedule_steps} is fewer than its steps ({steps}); "
@@ -336,7 +345,11 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             if len(objects) > 1 and rng.random() < (nonce_share if step >= nonce_from_step else 0.0):
                 text, target = f"the {rng.choice(NONCE_WORDS)}", rng.randrange(len(objects))
             else:
-                options = instructions(objects, family)
+                # drawn only where names are taught grounded, so the stream stays as it was without them
+                grounded_now = bool(grounded_share) and rng.random() < grounded_share
+                options = [(text, i) for text, i in instructions(objects, "classname")
+                           if objects[i].name in grounded_names] if grounded_now else []
+                options = options or instructions(objects, family)
                 if not options:
                     continue
                 text, target = rng.choice(options)
@@ -380,6 +393,7 @@ def pretrain_policy(policy_dir: str | Path, *, steps: int, one_object_steps: int
             "previous_token_weight": previous_token_weight,
             "segzero_share": segzero_share, "nonce_share": nonce_share, "nonce_from_step": nonce_from_step,
             "fact_share": fact_share, "fact_from_step": fact_from_step, "fact_form": fact_form,
+            "grounded_names": list(grounded_names), "grounded_share": grounded_share,
             "shade_fact_share": shade_fact_share, "seconds": round(seconds, 1),
             "final_loss": round(float(np.mean(losses[-50:])), 4),
             "final_cell_token_accuracy": round(float(np.mean(cell_accuracy[-50:])), 4),
@@ -456,10 +470,11 @@ def heldout_prompts(seed: int, n_images: int, families) -> list[tuple]:
 
 def policy_report(policy_dir: str | Path, *, families=readable_families(False),
                   seed: int = 0, n_images: int = 64,
-                  batch_size: int = 16) -> dict:
+                  batch_size: int = 16, grounded_names=()) -> dict:
     """Held-out greedy answers per family (the prediction stage's own runner): parse rate, box IoU
     with the target's cell box (a right answer scores 1), hit rate (that IoU >= 0.5), and how often
-    the think block settles on the target's colour and its shape (`think_attributes`)."""
+    the think block settles on the target's colour and its shape (`think_attributes`). With
+    `grounded_names`, the class names also apart: "classname (grounded)" and "classname (words only)"."""
     from rise.predict import PolicyRunner
 
     runner = PolicyRunner(str(policy_dir), "toy policy", size=SIZE, cot=True, points=True, max_new_tokens=64,
@@ -472,12 +487,18 @@ def policy_report(policy_dir: str | Path, *, families=readable_families(False),
         targets.append(objects[target])
     texts = runner.generate(rows, images)
     report = {}
-    for family in families:
-        picked = [(t, o) for r, t, o in zip(rows, texts, targets) if r["kind"] == family]
+    groups = {family: (family, None) for family in families}
+    if grounded_names and "classname" in families:
+        groups.update({"classname (grounded)": ("classname", True), "classname (words only)": ("classname", False)})
+    for name, (family, grounded) in groups.items():
+        picked = [(t, o) for r, t, o in zip(rows, texts, targets) if r["kind"] == family
+                  and (grounded is None or (o.name in grounded_names) == grounded)]
+        if not picked:
+            continue
         answers = [parse_answer(t, SIZE, SIZE) for t, _ in picked]
         ious = [box_iou(a.box, o.cell_box) if a.ok else 0.0 for a, (_, o) in zip(answers, picked)]
         written = [think_attributes(t) for t, _ in picked]
-        report[family] = {"n": len(picked), "parse_rate": round(float(np.mean([a.ok for a in answers])), 4),
+        report[name] = {"n": len(picked), "parse_rate": round(float(np.mean([a.ok for a in answers])), 4),
                           "cell_box_iou": round(float(np.mean(ious)), 4),
                           "hit_rate": round(float(np.mean([i >= 0.5 for i in ious])), 4),
                           "think_colour": round(float(np.mean([w[0] == o.colour for w, (_, o) in zip(written, picked)])), 4),

@@ -17,6 +17,9 @@ def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
     root = copy_project(tmp_path, {"presets": {"toy": {
         "tables": ["table4"],
         "pretrain": TINY_PRETRAIN,
+        # seed 0 is TINY_PRETRAIN's own: the preset itself; the tiny CLIP's own 2 steps are the strongest judge
+        "draws": {"seeds": [0, 5], "tables": ["table4"]},
+        "judges": {"clip_steps": [3], "table": "table4", "variants": ["full_3b"]},
         "datasets": {"refcocog_train": {**small, "split": "train"}, "reasonseg_test": {**small, "split": "test"}},
         "train_sets": {"refcocog_2k": {"dataset": "refcocog_train", "n": 8}},
         "overrides": {"train": {"max_steps": 2, "save_steps": 1, "prompts_per_step": 2, "num_generations": 2,
@@ -47,3 +50,18 @@ def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
     assert claim.returncode in (0, 1) and "| RISE (Full) | Format-only | reasonseg_test |" in claim.stdout
     again = sh("snakemake results/toy/table4.csv --cores 2 --config preset=toy", root)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # the pretraining draws and the weaker judges through the same rules: the preset's own runs are
+    # reused, each copy pretrains what it owns into its own folder
+    sh("snakemake all_draws results/toy/judges/table4.csv --cores 2 --config preset=toy", root, timeout=1800)
+    draws = pd.read_csv(root / "results/toy/draws/table4.csv")
+    assert list(draws["draw"]) == [0, 5] and list(draws["preset"]) == ["toy", "toy-draw5"]
+    assert list(draws["comparisons"]) == [2, 2]  # Full against the base and Format-only
+    for model in ("clip.pt", "sam2.pt", "policy"):
+        assert (root / "runs/toy-draw5/models" / model).exists()
+    assert json.loads((root / "runs/toy-draw5/models/policy.report.json").read_text())["training"]
+    judges = pd.read_csv(root / "results/toy/judges/table4.csv")
+    assert list(judges["clip steps"]) == [2, 3] and set(judges["row"]) == {"RISE (Full)"}
+    assert not (root / "runs/toy-judge3/models/policy").exists()  # the judge shares the preset's policy
+    assert not (root / "runs/toy-judge3/checkpoints/format_only_3b").exists()  # and its Format-only runs
+    assert (root / "results/toy/judges/table4.png").exists()

@@ -75,7 +75,8 @@ Draws table           results/<preset>/draws/<table>.csv                  (stage
 Judges table          results/<preset>/judges/<table>.csv                 (stage: judges)
     per judge (presets.<preset>.judges: the toy CLIP pretrained for fewer steps) and judged row:
     clip steps, preset, the judge's held-out zero-shot accuracy and R_sem top-1 on class names, row,
-    dataset, the row's mean and std, and per reference row (Format-only, the base) "gap vs <label>"
+    dataset, family ("all", or one of a table `by_family`), the row's mean and std, and per
+    reference row (Format-only, the base) "gap vs <label>"
     with "low vs"/"high vs" (95% paired bootstrap); beside it <table>.png (the gap over Format-only
     against the judge's accuracy), <table>.md and <table>.json.
 """

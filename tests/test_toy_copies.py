@@ -153,6 +153,7 @@ def test_the_judges_table_sets_each_judges_gain_over_format_only_against_its_acc
     assert proc.returncode == 0, proc.stdout + proc.stderr
     df = pd.read_csv(root / "results/toy/judges/table4.csv")
     assert list(df["clip steps"]) == [10, 30, 400] and set(df["row"]) == {"Full"}  # the judged rows alone
+    assert set(df["family"]) == {"all"}  # (this table has no family columns)
     assert list(df["zero-shot classname"]) == [0.2, 0.5, 0.9]
     gaps = list(df["gap vs Format-only"])
     assert gaps[0] < gaps[1] < gaps[2] and df["low vs Format-only"].iloc[2] > 0

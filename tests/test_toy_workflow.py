@@ -61,7 +61,8 @@ def test_toy_table4_and_sweep_from_pretraining_to_table(tmp_path):
         assert (root / "runs/toy-draw5/models" / model).exists()
     assert json.loads((root / "runs/toy-draw5/models/policy.report.json").read_text())["training"]
     judges = pd.read_csv(root / "results/toy/judges/table4.csv")
-    assert list(judges["clip steps"]) == [2, 3] and set(judges["row"]) == {"RISE (Full)"}
+    assert sorted(set(judges["clip steps"])) == [2, 3] and set(judges["row"]) == {"RISE (Full)"}
+    assert {"all", "classname", "colour", "shape"} == set(judges["family"])  # overall, then per family
     assert not (root / "runs/toy-judge3/models/policy").exists()  # the judge shares the preset's policy
     assert not (root / "runs/toy-judge3/checkpoints/format_only_3b").exists()  # and its Format-only runs
     assert (root / "results/toy/judges/table4.png").exists()

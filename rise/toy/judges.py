@@ -62,13 +62,19 @@ def judges_table(settings: Settings, metric: str = "gIoU", resamples: int = 2000
         for _, row in judged.iterrows():
             if row["variant"] not in settings.judge_variants:  # the preset's own table has every row
                 continue
-            for dataset in s.table_datasets(name):
+            # each dataset overall, then per instruction family where the table shows them (`by_family`)
+            columns = [c[: -len(f" {metric}")] for c in judged.columns
+                       if c.endswith(f" {metric}") and not c.startswith("paper ")]
+            for column in columns:
+                dataset, _, family = column.partition(" ")
+                if dataset not in s.table_datasets(name):
+                    continue
                 out = {"clip steps": steps, "preset": s.preset, **judge_quality(s), "row": row["label"],
-                       "dataset": dataset, metric: round(float(row[f"{dataset} {metric}"]), 2),
-                       f"{metric} std": row.get(f"{dataset} {metric} std")}
+                       "dataset": dataset, "family": family or "all", metric: round(float(row[f"{column} {metric}"]), 2),
+                       f"{metric} std": row.get(f"{column} {metric} std")}
                 for _, ref in references.iterrows():
                     found = bootstrap_gap(s, row["variant"], ref["variant"], dataset, metric, resamples=resamples,
-                                          against_settings=settings)
+                                          against_settings=settings, family=family or None)
                     out.update({f"gap vs {ref['label']}": found["gap"], f"low vs {ref['label']}": found["low"],
                                 f"high vs {ref['label']}": found["high"]})
                 rows.append(out)
@@ -90,14 +96,18 @@ def _write(settings: Settings, name: str, metric: str, df: pd.DataFrame, referen
 
     base = settings.layout.judges_table(name)
     against = next((r for r in references if "Format" in r), references[0])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (row, dataset), part in df.groupby(["row", "dataset"], sort=False):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = list(df.groupby(["row", "dataset", "family"], sort=False))
+    for k, ((row, dataset, family), part) in enumerate(groups):
         part = part.sort_values("zero-shot classname")
-        x, y = part["zero-shot classname"], part[f"gap vs {against}"]
+        # side by side, so that the intervals of the families do not hide each other
+        x = part["zero-shot classname"] + 0.006 * (k - (len(groups) - 1) / 2)
+        y = part[f"gap vs {against}"]
         ax.errorbar(x, y, yerr=[y - part[f"low vs {against}"], part[f"high vs {against}"] - y], marker="o",
-                    capsize=3, label=f"{row} ({dataset})")
-        for xi, yi, steps in zip(x, y, part["clip steps"]):
-            ax.annotate(f"{steps} steps", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                    capsize=3, lw=2 if family == "all" else 1, label=f"{row}, {dataset}: {family}")
+        if family == "all":
+            for xi, yi, steps in zip(x, y, part["clip steps"]):
+                ax.annotate(f"{steps} steps", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("judge: toy CLIP zero-shot accuracy on class names (held out)")
     ax.set_ylabel(f"{metric} gap over {against} (95% interval)")
@@ -112,7 +122,7 @@ def _write(settings: Settings, name: str, metric: str, df: pd.DataFrame, referen
         f"Each judge is the toy CLIP pretrained for that many steps; the references ({', '.join(references)}) are "
         f"preset `{settings.preset}`'s own runs. Intervals: paired bootstrap over test samples and seeds.", "",
         frame_markdown(df), ""]))
-    write_json(paths["metrics"], {f"{r['row']} {r['dataset']} @ {r['clip steps']} steps":
+    write_json(paths["metrics"], {f"{r['row']} {r['dataset']} {r['family']} @ {r['clip steps']} steps":
                                   {"zero-shot": r["zero-shot classname"], f"gap vs {against}": r[f"gap vs {against}"]}
                                   for _, r in df.iterrows()})
     return paths

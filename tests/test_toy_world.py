@@ -75,4 +75,17 @@ def test_write_split_writes_manifest_rows_with_exact_masks(tmp_path):
     assert rows == write_split("toyset", "test", 5, ["base", "classname"], tmp_path, seed=0)
 
 
+def test_a_split_of_the_class_names_names_those_alone_and_leaves_the_other_families_as_they_were(tmp_path):
+    from rise.data.toy_world import CLASS_NAMES
+
+    names = sorted(CLASS_NAMES.values())
+    half = names[: len(names) // 2]
+    every = write_split("toyset", "test", 40, ["colour", "classname"], tmp_path, seed=0)
+    some = write_split("toyset", "test", 40, ["colour", "classname"], tmp_path, seed=0, names=half)
+    named = [r["instruction"].removeprefix("the ") for r in some if r["kind"] == "classname"]
+    assert named and set(named) <= set(half)
+    assert [r for r in every if r["kind"] == "colour"] == [r for r in some if r["kind"] == "colour"]
+    assert len(named) < sum(r["kind"] == "classname" for r in every)
+
+
 # --------------------------------------------------------------------------------------------- CLIP

@@ -231,12 +231,17 @@ def scene_at(seed: int, split: str, index: int, n_objects: tuple[int, int] = (2,
 
 
 def write_split(dataset: str, split: str, n_images: int, families, image_dir: str | Path, seed: int,
-                n_objects: tuple[int, int] = (2, 4)) -> list[dict]:
+                n_objects: tuple[int, int] = (2, 4), names=None) -> list[dict]:
     """Writes PNG images and returns evaluation-manifest rows (rise/contracts.py), one row per
-    image and family that can name a target in it (a seeded choice among the candidates)."""
+    image and family that can name a target in it (a seeded choice among the candidates). `names`:
+    the class names the `classname` family may name (a split of the names, e.g. to train GRPO on some
+    and test on the others); None, every one."""
     image_dir = Path(image_dir)
     image_dir.mkdir(parents=True, exist_ok=True)
     pick = random.Random(split_seed(seed, split + "/pick"))
+    # a split of the names picks among them with a stream of its own, so that the other families'
+    # samples are those of the same split without `names`
+    pick_named = random.Random(split_seed(seed, split + "/pick/names"))
     rows = []
     stream = scenes(seed, split, n_objects)
     for k in range(n_images):
@@ -249,6 +254,11 @@ def write_split(dataset: str, split: str, n_images: int, families, image_dir: st
             if not options:
                 continue
             text, target = pick.choice(options)
+            if names is not None and family == "classname":
+                options = [(text, i) for text, i in options if objects[i].name in names]
+                if not options:
+                    continue
+                text, target = pick_named.choice(options)
             rows.append({
                 "sample_id": f"{image_id}_{family}", "image": str(path), "instruction": text,
                 "height": SIZE, "width": SIZE, "mask": encode_mask(objects[target].mask), "ignore": None,
@@ -269,10 +279,15 @@ def load(spec: dict, request) -> list[dict]:
         raise ConfigError(f"{settings.source}: {request.setting}.families has 'shade', but "
                           f"presets.{settings.preset}.pretrain.shade_words is off, so neither the policy's "
                           "tokenizer nor CLIP was taught its words: set shade_words: true")
+    unknown = sorted(set(spec.get("names", [])) - set(CLASS_NAMES.values()))
+    if unknown:
+        raise ConfigError(f"{settings.source}: {request.setting}.names: {unknown} are not class names of the toy "
+                          f"world (known: {sorted(CLASS_NAMES.values())})")
     return write_split(request.dataset, spec["split"], spec["n_images"], spec["families"], request.image_dir,
-                       request.seed, tuple(spec.get("n_objects", (2, 4))))
+                       request.seed, tuple(spec.get("n_objects", (2, 4))), spec.get("names"))
 
 
 def describe(spec: dict, request) -> dict:
     return {"split": spec["split"], "images": spec["n_images"], "families": ",".join(spec["families"]),
+            **({"names": ",".join(spec["names"])} if "names" in spec else {}),
             "image_folder": str(request.image_dir), "mask_source": "drawn with the toy world's images (exact)"}

@@ -58,25 +58,16 @@ def copies_pipeline(params_file: str | Path, preset: str, kind: str) -> dict:
     """As Snakemake's draws_table and judges_table: `draws_<table>` for each of the preset's
     `draws.tables` (rise/toy/draws.py), or `judges_<table>` (rise/toy/judges.py); their deps are
     outputs of the copies' own pipelines (pipelines/<preset>-draw<seed>/dvc.yaml, ...-judge<steps>)."""
-    from rise.toy.models import pretrained_models
+    from rise.toy.models import copies_inputs
 
     raw = read_params(params_file)
     s = load_settings(params_file, preset)
     params = _Params(raw, preset)
     RUN = f"runs/{preset}"
     keep = {"cache": False} if preset_spec(raw, preset)[0].get("results_in_git") else None
-    copies = ([preset, *(n for n in s.judges.values() if n != preset)] if kind == "judges"
-              else list(s.draws.values()))
     stages = {}
     for name in (s.draw_tables if kind == "draws" else [s.judge_table]):
-        deps = []
-        for copy in copies:
-            d = s if copy == preset else load_settings(params_file, copy)
-            deps.append(str(d.layout.table(name)))
-            deps += [str(d.layout.sample_scores(n.variant, n.dataset, n.seed, n.checkpoint))
-                     for n in table_needs(d, name)]
-            reports = pretrained_models(d, every=True)
-            deps += [reports["clip"]["report"]] if kind == "judges" else [m["report"] for m in reports.values()]
+        deps = copies_inputs(s, kind, name)
         table = s.layout.draws_table(name) if kind == "draws" else s.layout.judges_table(name)
         out = str(table.with_suffix(""))
         files = (".csv", ".comparisons.csv", ".md", ".json") if kind == "draws" else (".csv", ".png", ".md", ".json")

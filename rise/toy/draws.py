@@ -28,38 +28,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rise.config import Settings, load_settings
+from rise.config import Settings
 from rise.contracts import atomic_write_text, write_json
 from rise.errors import RiseError
 from rise.report import frame_markdown
 from rise.toy.claim import bootstrap_gap, check_claim
-from rise.toy.models import pretrained_models, report_file
+from rise.toy.models import copy_settings, pretrained_models
 
 FAMILIES_READ = ("classname", "colour", "shape")  # the base policy's greedy hit rate, per family
-
-
-def draw_settings(settings: Settings) -> dict[int, Settings]:
-    """Each draw's settings (seed -> Settings), the same overrides as `settings`."""
-    if not settings.draws:
-        raise RiseError(f"{settings.source}: presets.{settings.preset} declares no `draws`")
-    return {seed: settings if name == settings.preset else
-            load_settings(settings.source, name, root=settings.layout.root, overrides=settings.overrides or None)
-            for seed, name in settings.draws.items()}
 
 
 def pretraining_summary(settings: Settings) -> dict:
     """What the draw's pretraining reached, from its held-out reports."""
     made = pretrained_models(settings)
-    out = {}
-    policy = Path(report_file(made["policy"]["model"]))
-    clip = Path(report_file(made["clip"]["model"]))
+    policy, clip = Path(made["policy"]["report"]), Path(made["clip"]["report"])
     for path in (policy, clip):
         if not path.exists():
             raise RiseError(f"{path}: no pretraining report (run the draw's pretraining first)")
     greedy = json.loads(policy.read_text())["heldout"]["greedy"]
-    for family in FAMILIES_READ:
-        if family in greedy:
-            out[f"base hit {family}"] = greedy[family]["hit_rate"]
+    out = {f"base hit {family}": greedy[family]["hit_rate"] for family in FAMILIES_READ if family in greedy}
     out["clip zero-shot classname"] = json.loads(clip.read_text())["heldout"]["zero_shot_accuracy_classname"]
     return out
 
@@ -71,7 +58,7 @@ def draws_table(settings: Settings, table: str, metric: str = "gIoU", margin: fl
         raise RiseError(f"presets.{settings.preset}.draws.tables does not name '{table}' "
                         f"(it names {settings.draw_tables})")
     rows, comparisons, resampled = [], [], {}
-    for seed, s in draw_settings(settings).items():
+    for seed, s in copy_settings(settings, "draws").items():
         path = s.layout.table(table)
         records = check_claim(path, s.variants, metric, margin)
         overall = [r for r in records if not r["family"]]
@@ -85,10 +72,9 @@ def draws_table(settings: Settings, table: str, metric: str = "gIoU", margin: fl
                                 "low": found["low"], "high": found["high"], "p_not_above": found["p_not_above"],
                                 "above": found["low"] > 0})
         mine = [c for c in comparisons if c["draw"] == seed]
-        df = pd.read_csv(path)
-        means = {f"{label} {ds} {metric}": round(float(v), 2) for label in df["label"]
-                 for ds in {r["dataset"] for r in overall}
-                 for v in [df.loc[df["label"] == label, f"{ds} {metric}"].iloc[0]]}
+        df = pd.read_csv(path).set_index("label")
+        means = {f"{label} {ds} {metric}": round(float(df.loc[label, f"{ds} {metric}"]), 2) for label in df.index
+                 for ds in {r["dataset"] for r in overall}}
         rows.append({"draw": seed, "preset": s.preset, **pretraining_summary(s), **means,
                      "met (2 std)": sum(c["met"] for c in mine), "interval above 0": sum(c["above"] for c in mine),
                      "comparisons": len(mine), "claim holds (2 std)": all(c["met"] for c in mine),

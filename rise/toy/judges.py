@@ -23,23 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from rise.config import Settings, load_settings
+from rise.config import Settings
 from rise.contracts import atomic_write_text, save_figure, write_json
 from rise.errors import RiseError
 from rise.report import frame_markdown
 from rise.toy.claim import bootstrap_gap, row_kind
-from rise.toy.models import pretrained_models
-
-
-def judge_settings(settings: Settings) -> dict[int, Settings]:
-    """CLIP steps -> settings, weakest first; the preset itself is its own CLIP's steps."""
-    if not settings.judges:
-        raise RiseError(f"{settings.source}: presets.{settings.preset} declares no `judges`")
-    own = settings.pretrain["clip"]["steps"]
-    names = {own: settings.preset, **settings.judges}
-    return {steps: settings if name == settings.preset else
-            load_settings(settings.source, name, root=settings.layout.root, overrides=settings.overrides or None)
-            for steps, name in sorted(names.items())}
+from rise.toy.models import copy_settings, pretrained_models
 
 
 def judge_quality(settings: Settings) -> dict:
@@ -56,9 +45,9 @@ def judges_table(settings: Settings, metric: str = "gIoU", resamples: int = 2000
     own = pd.read_csv(_table(settings, name))
     references = own[[row_kind(settings.variants[v]) != "rsem" for v in own["variant"]]]
     rows = []
-    for steps, s in judge_settings(settings).items():
-        df = _table(s, name)
-        judged = pd.read_csv(df)
+    for steps, s in copy_settings(settings, "judges").items():
+        judged = pd.read_csv(_table(s, name))
+        quality = judge_quality(s)
         for _, row in judged.iterrows():
             if row["variant"] not in settings.judge_variants:  # the preset's own table has every row
                 continue
@@ -69,7 +58,7 @@ def judges_table(settings: Settings, metric: str = "gIoU", resamples: int = 2000
                 dataset, _, family = column.partition(" ")
                 if dataset not in s.table_datasets(name):
                     continue
-                out = {"clip steps": steps, "preset": s.preset, **judge_quality(s), "row": row["label"],
+                out = {"clip steps": steps, "preset": s.preset, **quality, "row": row["label"],
                        "dataset": dataset, "family": family or "all", metric: round(float(row[f"{column} {metric}"]), 2),
                        f"{metric} std": row.get(f"{column} {metric} std")}
                 for _, ref in references.iterrows():

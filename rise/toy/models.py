@@ -1,13 +1,15 @@
 """Where a toy preset's pretrained models and their held-out reports lie, from its settings alone
 (the engines plan the pretraining jobs with these, `rise draws` reads the reports), apart from the
-pretraining code so that reading a path does not depend on it."""
+pretraining code so that reading a path does not depend on it; and the presets derived from it (its
+draws and judges, rise/config.py) with the files their tables read."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from rise.config import Settings
-from rise.errors import ConfigError
+from rise.config import Settings, load_settings
+from rise.errors import ConfigError, RiseError
+from rise.plan import table_needs
 
 
 def report_file(model_path: str | Path) -> Path:
@@ -54,3 +56,30 @@ def base_check_problems(settings: Settings) -> list[str]:
                             f"({path}), outside [{low}, {high}] (presets.{settings.preset}.pretrain.base_check): "
                             "GRPO would start from another base than the recipe declares")
     return problems
+
+
+def copy_settings(settings: Settings, kind: str) -> dict[int, Settings]:
+    """The settings of the preset's draws (`kind` "draws": seed -> Settings) or judges ("judges": CLIP
+    steps -> Settings, the preset itself among them as the strongest), in order of that value; the
+    same params file, root and overrides as `settings`."""
+    named = settings.draws if kind == "draws" else settings.judges
+    if not named:
+        raise RiseError(f"{settings.source}: presets.{settings.preset} declares no `{kind}`")
+    if kind == "judges":
+        named = {settings.pretrain["clip"]["steps"]: settings.preset, **named}
+    return {value: settings if name == settings.preset else
+            load_settings(settings.source, name, root=settings.layout.root, overrides=settings.overrides or None)
+            for value, name in sorted(named.items())}
+
+
+def copies_inputs(settings: Settings, kind: str, table: str) -> list[str]:
+    """What the table over the preset's draws or judges reads, as both engines declare it: each copy's
+    table, its runs' per-sample scores (the bootstrap reads them) and its pretraining reports (a
+    judge's CLIP alone)."""
+    out = []
+    for s in copy_settings(settings, kind).values():
+        out.append(str(s.layout.table(table)))
+        out += [str(s.layout.sample_scores(n.variant, n.dataset, n.seed, n.checkpoint)) for n in table_needs(s, table)]
+        reports = pretrained_models(s, every=True)
+        out += [reports["clip"]["report"]] if kind == "judges" else [m["report"] for m in reports.values()]
+    return out

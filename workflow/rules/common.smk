@@ -15,7 +15,7 @@ from rise.launch import local_gpus
 from rise.layout import Layout
 from rise.plan import stage_settings, sweep_needs, table_needs
 from rise.resources import job_resources
-from rise.toy.models import pretrained_models
+from rise.toy.models import copies_inputs, pretrained_models
 
 configfile: "params.yaml"
 
@@ -150,27 +150,13 @@ def table_inputs(wildcards):
 
 
 def judges_inputs(wildcards):
-    """Each judge's table and its runs' per-sample scores, its CLIP's report; the preset's own too."""
-    out = []
-    for name in [PRESET, *S.judges.values()]:
-        s = SETTINGS[name]
-        out.append(str(s.layout.table(S.judge_table)))
-        out += [str(s.layout.sample_scores(n.variant, n.dataset, n.seed, n.checkpoint))
-                for n in table_needs(s, S.judge_table)]
-        out.append(pretrained_models(s, every=True)["clip"]["report"])
-    return out
+    """Each judge's table, its runs' per-sample scores and its CLIP's report; the preset's own too."""
+    return copies_inputs(S, "judges", wildcards.table)
 
 
 def draws_inputs(wildcards):
-    """Every draw's table, its runs' per-sample scores (the bootstrap reads them) and its models'
-    pretraining reports."""
-    out = []
-    for s in (SETTINGS[name] for name in S.draws.values()):
-        out.append(str(s.layout.table(wildcards.table)))
-        out += [str(s.layout.sample_scores(n.variant, n.dataset, n.seed, n.checkpoint))
-                for n in table_needs(s, wildcards.table)]
-        out += [m["report"] for m in PRETRAINED[s.preset].values()]
-    return out
+    """Every draw's table, its runs' per-sample scores and its models' pretraining reports."""
+    return copies_inputs(S, "draws", wildcards.table)
 
 
 def sweep_inputs(wildcards):

@@ -402,8 +402,14 @@ def settings_from_raw(raw: dict, source: Path, preset: str | None = None, root: 
                           f"(known: {sorted(all_tables)})")
     tables = {t: all_tables[t] for t in p["tables"]} if "tables" in p else all_tables
 
+    # a preset may add variants of its own (the toy's name-split runs, whose training set only it has)
+    own_variants = p.get("variants", {})
+    clash = sorted(set(own_variants) & set(raw["variants"]))
+    if clash:
+        raise ConfigError(f"{where}: presets.{preset}.variants redefines {clash}, which variants already "
+                          "defines: give the preset's own variants names of their own")
     variants = {}
-    for name, spec in raw["variants"].items():
+    for name, spec in {**raw["variants"], **own_variants}.items():
         merged = {**raw["variant_defaults"], **spec}
         missing = [k for k in ("train", "policy", "train_set", "rewards", "cot", "points") if k not in merged]
         if missing:

@@ -25,11 +25,37 @@ def trained_families(settings: Settings, variant: str) -> list[str]:
 
 
 def grpo_trained_on(settings: Settings, variant: str) -> str:
-    """'refcocog_train: classname' (dataset: families), the dataset alone where it has no families,
-    '' for a variant GRPO never trained."""
+    """'refcocog_train: classname' (dataset: families; a toy split of the class names follows in
+    parentheses), the dataset alone where it has no families, '' for a variant GRPO never trained."""
     v = settings.variants[variant]
     if not v.train:
         return ""
     dataset = settings.train_sets[v.train_set]["dataset"]
     families = trained_families(settings, variant)
-    return f"{dataset}: {', '.join(families)}" if families else dataset
+    names = settings.datasets[dataset].get("names")  # a toy split of the class names
+    named = f" (names: {', '.join(names)})" if names and "classname" in families else ""
+    return f"{dataset}: {', '.join(families)}{named}" if families else dataset
+
+
+def family_marks(settings: Settings, variants: list[str], dataset: str) -> dict[str, str]:
+    """Per instruction family of a dataset: 'trained' where GRPO trained some of the variants on it,
+    'unseen' where none, and 'unseen names' for class names GRPO trained on, all of them other names
+    than the dataset's (a toy split of the class names, `names`)."""
+    trained: dict[str, set | None] = {}  # family -> the class names trained on (None: every one)
+    for variant in variants:
+        v = settings.variants[variant]
+        names = settings.datasets[settings.train_sets[v.train_set]["dataset"]].get("names") if v.train else None
+        for f in trained_families(settings, variant):
+            was = trained.get(f, set())
+            trained[f] = None if was is None or names is None or f != "classname" else was | set(names)
+    spec = settings.datasets[dataset]
+    shown = spec.get("names")
+    marks = {}
+    for f in spec.get("families", spec.get("kinds", [])):
+        if f not in trained:
+            marks[f] = "unseen"
+        elif f == "classname" and shown and trained[f] is not None and not set(shown) & trained[f]:
+            marks[f] = "unseen names"
+        else:
+            marks[f] = "trained"
+    return marks

@@ -41,18 +41,19 @@ def _difference(ours, paper) -> str:
 def family_columns(settings: Settings, name: str) -> list[tuple[str, str]]:
     """A table `by_family`'s per-family columns: (CSV column, header), the header marking whether GRPO
     trained any of the table's rows on that family ("trained") or on none ("unseen")."""
-    from rise.families import trained_families
+    from rise.families import family_marks
 
     table = settings.tables[name]
     if not table.get("by_family"):
         return []
     shown = json.loads(settings.layout.table(name).with_suffix(".json").read_text())
     order = list(pd.read_csv(settings.layout.table(name), nrows=0).columns)  # the table's order of families
-    trained = {f for row in table["rows"] for f in trained_families(settings, row["variant"])}
+    variants = [row["variant"] for row in table["rows"]]
     out = []
     for dataset, metric in table["columns"]:
         families = {f for rec in shown.values() for f in rec.get(dataset, {}).get("families", {})}
-        out += sorted(((f"{dataset} {f} {metric}", f"{dataset} {f} ({'trained' if f in trained else 'unseen'}) {metric}")
+        marks = family_marks(settings, variants, dataset)
+        out += sorted(((f"{dataset} {f} {metric}", f"{dataset} {f} ({marks.get(f, 'unseen')}) {metric}")
                        for f in families), key=lambda c: order.index(c[0]))
     return out
 

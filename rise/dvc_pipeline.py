@@ -201,11 +201,16 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             },
         },
     })
-    trained = {k: {**r, "policy": s.variants[r["variant"]].policy, "train_set": s.variants[r["variant"]].train_set}
+    def variant_key(name: str) -> str:
+        """Where params.yaml defines a variant: under `variants`, or a preset's own (`presets.<p>.variants`)."""
+        return f"{P}.variants.{name}" if name in spec.get("variants", {}) else f"variants.{name}"
+
+    trained = {k: {**r, "variant_key": variant_key(r["variant"]), "policy": s.variants[r["variant"]].policy,
+                   "train_set": s.variants[r["variant"]].train_set}
                for k, r in jobs["runs"].items() if s.variants[r["variant"]].train}
-    untrained = {k: {**r, "policy": s.variants[r["variant"]].policy}
+    untrained = {k: {**r, "variant_key": variant_key(r["variant"]), "policy": s.variants[r["variant"]].policy}
                  for k, r in jobs["runs"].items() if not s.variants[r["variant"]].train}
-    variant = ("variant_defaults", "variants.${item.variant}", f"{P}.models.policies.${{item.policy}}")
+    variant = ("variant_defaults", "${item.variant_key}", f"{P}.models.policies.${{item.policy}}")
     run_args = "--variant ${item.variant} --seed ${item.seed}"
     if trained:
         stages["train"] = {
@@ -233,7 +238,8 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
             },
         }
     scored = f"{run_dir}/${{item.checkpoint}}/${{item.dataset}}"
-    items = {k: {"variant": n.variant, "seed": n.seed, "checkpoint": n.checkpoint, "dataset": n.dataset}
+    items = {k: {"variant": n.variant, "variant_key": variant_key(n.variant), "seed": n.seed,
+                 "checkpoint": n.checkpoint, "dataset": n.dataset}
              for k, n in jobs["needs"].items()}
     stages["predict"] = {
         "foreach": items,
@@ -242,7 +248,7 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
                    "--eval-set ${item.dataset}",
             "params": params("seed", "predict", f"{P}.overrides.predict", *image, f"{P}.models.sam2",
                              "evaluate.answer", f"{P}.overrides.evaluate",
-                             "variant_defaults", "variants.${item.variant}", f"{P}.datasets.${{item.dataset}}"),
+                             "variant_defaults", "${item.variant_key}", f"{P}.datasets.${{item.dataset}}"),
             "deps": [*models, f"{RUN}/checkpoints/{run_dir}", f"{RUN}/data/${{item.dataset}}.jsonl",
                      f"{RUN}/data/images/${{item.dataset}}"],
             "outs": [f"{RUN}/predictions/{scored}.jsonl", f"{RUN}/predictions/{scored}.env.json"],

@@ -21,7 +21,7 @@ def committed(path: str) -> bool:
 
 
 def test_the_toy_tables_metrics_and_lock_are_committed():
-    for table in ("table1", "table4"):
+    for table in ("table1", "table4", "transfer"):
         for suffix in (".csv", ".md", ".html", ".json"):
             assert committed(f"results/toy/{table}{suffix}"), f"results/toy/{table}{suffix} is not in git"
     assert committed("pipelines/toy/dvc.lock")
@@ -54,7 +54,7 @@ def test_each_toy_row_names_the_weights_and_commit_behind_it():
 
 
 def test_the_table_metrics_are_the_tables_numbers():
-    for table in ("table1", "table4"):
+    for table in ("table1", "table4", "transfer"):
         df = pd.read_csv(TOY / f"{table}.csv")
         metrics = json.loads((TOY / f"{table}.json").read_text())
         for _, row in df.iterrows():

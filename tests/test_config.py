@@ -166,7 +166,7 @@ def test_check_names_a_removed_train_key(tmp_path):
 
 def test_a_preset_builds_its_own_tables_with_its_own_rows():
     toy, paper = load_settings(ROOT / "params.yaml", "toy"), load_settings(ROOT / "params.yaml", "paper")
-    assert list(toy.tables) == ["table1", "table4"] and len(paper.tables) == 8
+    assert list(toy.tables) == ["table1", "table4", "transfer"] and len(paper.tables) == 8
     rows = toy.tables["table4"]["rows"]
     assert [r["label"] for r in rows][-1] == "RISE (Full)" and not any("reported" in r for r in rows)
     assert paper.tables["table4"]["rows"][-1]["reported"] == [52.9, 45.1]  # the paper's rows untouched
@@ -193,3 +193,30 @@ def test_checkpoints_follow_save_steps_and_the_planned_steps():
     assert paper.checkpoints("zeroshot_3b") == ["final"]
     paper.train.max_steps = 100
     assert paper.checkpoints("full_3b") == ["step50", "final"]  # the last save is the final checkpoint
+
+
+def test_a_preset_adds_variants_of_its_own_and_may_not_redefine_shared_ones(tmp_path):
+    toy, paper = load_settings(ROOT / "params.yaml", "toy"), load_settings(ROOT / "params.yaml", "paper")
+    assert toy.variants["half_names_full_3b"].train_set == "refcocog_half_names"
+    assert "half_names_full_3b" not in paper.variants  # the toy's training set alone has the names split
+    p = write(tmp_path, lambda r: r["presets"]["toy"]["variants"].update(full_3b={"train": False}))
+    with pytest.raises(ConfigError, match=r"presets\.toy\.variants redefines \['full_3b'\]"):
+        load_settings(p, "toy")
+
+
+def test_family_marks_read_a_split_of_the_class_names():
+    """The transfer table's class names are marked 'unseen names' for rows trained on the other names,
+    and the training set's names are part of what a row says it was trained on."""
+    from rise.families import family_marks, grpo_trained_on
+
+    toy = load_settings(ROOT / "params.yaml", "toy")
+    half = ["zeroshot_3b", "half_names_format_only_3b", "half_names_full_3b"]
+    assert family_marks(toy, half, "reasonseg_test_other_names") == {"classname": "unseen names"}
+    assert family_marks(toy, half, "reasonseg_test") == {"classname": "trained", "colour": "unseen", "shape": "unseen"}
+    # a row trained on every name has seen them
+    assert family_marks(toy, half + ["full_3b"], "reasonseg_test_other_names") == {"classname": "trained"}
+    trained, other = (set(toy.datasets[d]["names"]) for d in ("refcocog_train_half_names", "reasonseg_test_other_names"))
+    assert not trained & other and len(trained | other) == 12
+    assert grpo_trained_on(toy, "half_names_full_3b") == ("refcocog_train_half_names: classname (names: "
+                                                          + ", ".join(toy.datasets["refcocog_train_half_names"]["names"]) + ")")
+    assert grpo_trained_on(toy, "full_3b") == "refcocog_train: classname"

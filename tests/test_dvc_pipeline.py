@@ -50,7 +50,8 @@ def test_a_new_variant_in_a_table_makes_dvc_yaml_stale(tmp_path):
 def test_each_stage_depends_on_its_own_settings_only():
     stages = pipeline(ROOT / "params.yaml", "demo")["stages"]
     train = stages["train"]["do"]["params"]
-    assert "variants.${item.variant}" in train and "variants" not in train
+    assert "${item.variant_key}" in train and "variants" not in train
+    assert stages["train"]["foreach"]["full_3b-seed0"]["variant_key"] == "variants.full_3b"
     assert "presets.demo.models.policies.${item.policy}" in train
     assert "presets.demo.overrides.train" in train and "presets.demo" not in train
     # a run depends on its own seed (the foreach item), not on the list of seeds
@@ -59,7 +60,12 @@ def test_each_stage_depends_on_its_own_settings_only():
     assert "presets.toy.overrides.train.max_steps" in toy and "presets.toy.overrides.train.seeds" not in toy
     assert "predict" not in train and "evaluate" not in train
     predict = stages["predict"]["do"]["params"]
-    assert "variants.${item.variant}" in predict and "train" not in predict
+    assert "${item.variant_key}" in predict and "train" not in predict
+    # a preset's own variant depends on its own key (DVC refuses a params key params.yaml lacks)
+    toy_runs = pipeline(ROOT / "params.yaml", "toy")["stages"]
+    assert toy_runs["train"]["foreach"]["half_names_full_3b-seed0"]["variant_key"] == "presets.toy.variants.half_names_full_3b"
+    assert {i["variant_key"] for k, i in toy_runs["predict"]["foreach"].items() if k.startswith("half_names_full_3b-")} == {
+        "presets.toy.variants.half_names_full_3b"}
     assert stages["evaluate"]["do"]["params"] == ["seed", "evaluate", "presets.demo.overrides.evaluate"]
     assert stages["prepare_data"]["do"]["params"] == ["seed", "presets.demo.datasets.${item}"]
     # rise/launch.py, as Snakemake

@@ -47,15 +47,16 @@ def test_draws_name_a_table_of_the_preset_and_need_pretraining():
         load_settings(path, "demo", overrides={"presets": {"demo": {"draws": {"seeds": [0, 1], "tables": ["table4"]}}}})
 
 
-def _draw_files(settings, lift: float, rng) -> None:
+def _draw_files(settings, lift, rng) -> None:
     """A draw's Table 4 as the workflow writes it: per-sample scores of every run, the table's means
     computed from them, and the two pretraining reports the draws table reads. R_sem rows gain `lift`
-    (intersection units of 20) over the base and Format-only on every sample."""
+    (intersection units of 20; or {variant: lift}, the others none) over the base and Format-only on
+    every sample."""
     hard = rng.integers(0, 8, 80)
     means, stds = {}, {}
     for label, variant in TABLE4:
-        rsem = variant not in ("zeroshot_3b", "format_only_3b")
-        runs = [[(int(min(20, 6 + h + (lift + seed % 2 if rsem else 0))), 20, "classname") for h in hard]
+        gain = lift.get(variant, 0) if isinstance(lift, dict) else lift if variant not in ("zeroshot_3b", "format_only_3b") else 0
+        runs = [[(int(min(20, 6 + h + (gain + seed % 2 if gain else 0))), 20, "classname") for h in hard]
                 for seed in settings.seeds(variant)]
         _write_scores(settings, variant, "reasonseg_test", runs)
         per_run = [100 * np.mean([i / u for i, u, _ in run]) for run in runs]
@@ -75,34 +76,35 @@ def _draw_files(settings, lift: float, rng) -> None:
 
 
 def test_the_draws_table_reports_each_draw_the_share_that_holds_and_intervals_across_draws(tmp_path, monkeypatch):
-    root = copy_project(tmp_path / "p", {"presets": {"toy": {"draws": {"seeds": [1, 7, 8]}}}})
+    root = copy_project(tmp_path / "p", {"presets": {"toy": {"draws": {"seeds": [1, 7, 8, 9]}}}})
     monkeypatch.chdir(root)  # model paths in params.yaml are relative to the project root
     toy = load_settings(root / "params.yaml", "toy", root=root)
-    assert toy.draws == {1: "toy", 7: "toy-draw7", 8: "toy-draw8"}
+    assert toy.draws == {1: "toy", 7: "toy-draw7", 8: "toy-draw8", 9: "toy-draw9"}
     rng = np.random.default_rng(0)
-    lifts = {1: 4, 7: 3, 8: 0}  # draws 1 and 7: every R_sem row well above; draw 8: no effect
+    # draws 1 and 7: every R_sem row well above; draw 8: no effect; draw 9: Full alone above (2 of 8)
+    lifts = {1: 4, 7: 3, 8: 0, 9: {"full_3b": 4}}
     for seed, name in toy.draws.items():
         _draw_files(load_settings(root / "params.yaml", name, root=root), lifts[seed], rng)
     proc = subprocess.run([sys.executable, "-m", "rise.cli", "--preset", "toy", "draws", "--name", "table4",
                            "--resamples", "300"], cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "holds in **2 of 3** draws by the 2-std rule and in **2 of 3** by the bootstrap" in proc.stdout
+    assert "holds in **2 of 4** draws by the 2-std rule and in **2 of 4** by the bootstrap" in proc.stdout
     base = root / "results/toy/draws/table4"
     by_draw = pd.read_csv(f"{base}.csv")
-    assert list(by_draw["draw"]) == [1, 7, 8] and list(by_draw["preset"]) == ["toy", "toy-draw7", "toy-draw8"]
-    assert list(by_draw["claim holds (2 std)"]) == [True, True, False]
-    assert list(by_draw["comparisons"]) == [8, 8, 8] and by_draw["met (2 std)"].iloc[2] == 0
+    assert list(by_draw["draw"]) == [1, 7, 8, 9] and list(by_draw["preset"]) == ["toy", "toy-draw7", "toy-draw8", "toy-draw9"]
+    assert list(by_draw["claim holds (2 std)"]) == [True, True, False, False]
+    assert list(by_draw["comparisons"]) == [8, 8, 8, 8] and list(by_draw["met (2 std)"].iloc[2:]) == [0, 2]
     assert by_draw["base hit classname"].iloc[0] == 0.5 and by_draw["clip zero-shot classname"].iloc[0] == 0.9
     comparisons = pd.read_csv(f"{base}.comparisons.csv")
-    assert len(comparisons) == 24 and set(comparisons["against"]) == {"Base", "Format-only"}
+    assert len(comparisons) == 32 and set(comparisons["against"]) == {"Base", "Format-only"}
     full = comparisons[(comparisons["row"] == "Full") & (comparisons["against"] == "Base")]
     assert (full["low"].iloc[:2] > 0).all() and full["low"].iloc[2] <= 0 <= full["high"].iloc[2]
     summary = json.loads((base.with_suffix(".json")).read_text())
-    assert summary["share holds (2 std)"] == pytest.approx(2 / 3, abs=1e-3)
+    assert summary["share holds (2 std)"] == pytest.approx(2 / 4, abs=1e-3)
     across = summary["across draws"]["Full vs Base (reasonseg_test)"]
     gaps = list(full["gap"])
     assert across["mean gap"] == pytest.approx(np.mean(gaps), abs=0.01)
-    assert across["low"] < min(gaps[:2]) and across["high"] > 0  # three draws, one without effect: wide
+    assert across["low"] < min(gaps[:2]) and across["high"] > 0  # four draws, one without effect: wide
     assert "## Across draws" in (base.with_suffix(".md")).read_text()
 
 

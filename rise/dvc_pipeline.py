@@ -111,6 +111,9 @@ class _Params:
             node = node[part]
         return node
 
+    def defines(self, key: str) -> bool:
+        return self._node(key) is not None
+
     def __call__(self, *keys: str) -> list[str]:
         out = []
         for key in keys:
@@ -275,9 +278,12 @@ def pipeline(params_file: str | Path = "params.yaml", preset: str | None = None)
         return [f"{RUN}/metrics/{x}.json" for x in scored] + [f"{RUN}/scores/{x}.families.json" for x in scored if families]
 
     for name in s.tables:
+        # a table is defined under `tables`, a preset's `overrides.tables` or both (its own rows, or a
+        # table of its own): it depends on each that exists, not on a parent section
+        defined = [k for k in (f"tables.{name}", f"{P}.overrides.tables.{name}") if params.defines(k)]
         stages[name] = {
             "cmd": [f"{rise('table', name)} table --name {name}", f"{rise('table', name)} show --write --name {name}"],
-            "params": params(f"tables.{name}", "train.seeds", f"{P}.overrides.train.seeds"),
+            "params": params(*defined, "train.seeds", f"{P}.overrides.train.seeds"),
             "deps": metrics_deps(table_needs(s, name), families=bool(s.tables[name].get("by_family"))),
             "outs": [in_git(f"results/{preset}/{name}.csv"), in_git(f"results/{preset}/{name}.md"),
                      in_git(f"results/{preset}/{name}.html"), in_git(f"results/{preset}/{name}.json")],

@@ -84,7 +84,8 @@ def _contents(settings: Settings, name: str):
              "over the seeds (one seed: the run's value). Policy per row in the CSV beside this file."]
     if by_family:
         prose.append("Per instruction family (ours): a family is marked trained where GRPO's training set of "
-                     "some row holds it, unseen where none does; each row says what it was trained on.")
+                     "some row holds it, unseen where none does (unseen names: class names, none of them among "
+                     "those GRPO trained on); each row says what it was trained on.")
     note = next((n for n in df.get("note", pd.Series(dtype=str)).dropna() if n), "")
     if note:
         prose.append(f"**{note}**")

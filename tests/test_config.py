@@ -197,8 +197,8 @@ def test_checkpoints_follow_save_steps_and_the_planned_steps():
 
 def test_a_preset_adds_variants_of_its_own_and_may_not_redefine_shared_ones(tmp_path):
     toy, paper = load_settings(ROOT / "params.yaml", "toy"), load_settings(ROOT / "params.yaml", "paper")
-    assert toy.variants["half_names_full_3b"].train_set == "refcocog_half_names"
-    assert "half_names_full_3b" not in paper.variants  # the toy's training set alone has the names split
+    assert toy.variants["transfer_full_3b"].train_set == "refcocog_half_names"
+    assert "transfer_full_3b" not in paper.variants  # the toy's training set alone has the names split
     p = write(tmp_path, lambda r: r["presets"]["toy"]["variants"].update(full_3b={"train": False}))
     with pytest.raises(ConfigError, match=r"presets\.toy\.variants redefines \['full_3b'\]"):
         load_settings(p, "toy")
@@ -210,13 +210,13 @@ def test_family_marks_read_a_split_of_the_class_names():
     from rise.families import family_marks, grpo_trained_on
 
     toy = load_settings(ROOT / "params.yaml", "toy")
-    half = ["zeroshot_3b", "half_names_format_only_3b", "half_names_full_3b"]
-    assert family_marks(toy, half, "reasonseg_test_other_names") == {"classname": "unseen names"}
+    half = ["zeroshot_3b", "transfer_format_only_3b", "transfer_full_3b"]
+    assert family_marks(toy, half, "transfer_test") == {"classname": "unseen names"}
     assert family_marks(toy, half, "reasonseg_test") == {"classname": "trained", "colour": "unseen", "shape": "unseen"}
     # a row trained on every name has seen them
-    assert family_marks(toy, half + ["full_3b"], "reasonseg_test_other_names") == {"classname": "trained"}
-    trained, other = (set(toy.datasets[d]["names"]) for d in ("refcocog_train_half_names", "reasonseg_test_other_names"))
+    assert family_marks(toy, half + ["full_3b"], "transfer_test") == {"classname": "trained"}
+    trained, other = (set(toy.datasets[d]["names"]) for d in ("refcocog_train_half_names", "transfer_test"))
     assert not trained & other and len(trained | other) == 12
-    assert grpo_trained_on(toy, "half_names_full_3b") == ("refcocog_train_half_names: classname (names: "
+    assert grpo_trained_on(toy, "transfer_full_3b") == ("refcocog_train_half_names: classname (names: "
                                                           + ", ".join(toy.datasets["refcocog_train_half_names"]["names"]) + ")")
     assert grpo_trained_on(toy, "full_3b") == "refcocog_train: classname"

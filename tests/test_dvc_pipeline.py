@@ -63,9 +63,9 @@ def test_each_stage_depends_on_its_own_settings_only():
     assert "${item.variant_key}" in predict and "train" not in predict
     # a preset's own variant depends on its own key (DVC refuses a params key params.yaml lacks)
     toy_runs = pipeline(ROOT / "params.yaml", "toy")["stages"]
-    assert toy_runs["train"]["foreach"]["half_names_full_3b-seed0"]["variant_key"] == "presets.toy.variants.half_names_full_3b"
-    assert {i["variant_key"] for k, i in toy_runs["predict"]["foreach"].items() if k.startswith("half_names_full_3b-")} == {
-        "presets.toy.variants.half_names_full_3b"}
+    assert toy_runs["train"]["foreach"]["transfer_full_3b-seed0"]["variant_key"] == "presets.toy.variants.transfer_full_3b"
+    assert {i["variant_key"] for k, i in toy_runs["predict"]["foreach"].items() if k.startswith("transfer_full_3b-")} == {
+        "presets.toy.variants.transfer_full_3b"}
     # a table depends on where it is defined: shared, the preset's own rows, or the preset's alone
     assert toy_runs["table4"]["params"][:2] == ["tables.table4", "presets.toy.overrides.tables.table4"]
     assert toy_runs["transfer"]["params"][0] == "presets.toy.overrides.tables.transfer"

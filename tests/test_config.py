@@ -210,7 +210,7 @@ def test_family_marks_read_a_split_of_the_class_names():
     from rise.families import family_marks, grpo_trained_on
 
     toy = load_settings(ROOT / "params.yaml", "toy")
-    half = ["zeroshot_3b", "transfer_format_only_3b", "transfer_full_3b"]
+    half = ["zeroshot_3b", "transfer_format_3b", "transfer_full_3b"]
     assert family_marks(toy, half, "transfer_test") == {"classname": "unseen names"}
     assert family_marks(toy, half, "reasonseg_test") == {"classname": "trained", "colour": "unseen", "shape": "unseen"}
     # a row trained on every name has seen them

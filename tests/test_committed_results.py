@@ -159,3 +159,18 @@ def test_the_judges_table_is_committed_and_the_guide_quotes_it():
         line = guide[str(row["clip steps"])]
         assert f"{row['gIoU']:.1f} ± {row['gIoU std']:.1f}" in line, line
         assert gap(row, "Format-only") in line and gap(row, "Base policy (zero-shot)") in line, line
+
+
+def test_every_committed_run_is_read_by_a_toy_table_or_sweep():
+    """No orphans: a run renamed or dropped from params.yaml leaves no metrics or scores in git."""
+    from rise.config import load_settings
+    from rise.plan import sweep_needs, table_needs
+
+    toy = load_settings(ROOT / "params.yaml", "toy")
+    needs = {n for t in toy.tables for n in table_needs(toy, t)} | {n for v in toy.sweeps for n in sweep_needs(toy, v)}
+    read = {f"{n.variant}/seed{n.seed}/{n.checkpoint}/{n.dataset}" for n in needs}
+    tracked = subprocess.run(["git", "ls-files", "runs/toy/metrics", "runs/toy/scores"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.split()
+    runs = {re.sub(r"^runs/toy/(metrics|scores)/|(\.json|\.samples\.csv|\.provenance\.json|\.families\.json)$", "", p)
+            for p in tracked if not p.endswith(".gitkeep")}
+    assert runs and runs <= read, sorted(runs - read)[:5]

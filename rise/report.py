@@ -40,7 +40,8 @@ def _difference(ours, paper) -> str:
 
 def family_columns(settings: Settings, name: str) -> list[tuple[str, str]]:
     """A table `by_family`'s per-family columns: (CSV column, header), the header marking whether GRPO
-    trained any of the table's rows on that family ("trained") or on none ("unseen")."""
+    trained any of the table's rows on that family ("trained"), on none ("unseen") or, for class names,
+    only on other names than the dataset's ("unseen names"; rise/families.py: family_marks)."""
     from rise.families import family_marks
 
     table = settings.tables[name]

@@ -47,11 +47,12 @@ def test_draws_name_a_table_of_the_preset_and_need_pretraining():
         load_settings(path, "demo", overrides={"presets": {"demo": {"draws": {"seeds": [0, 1], "tables": ["table4"]}}}})
 
 
-def _draw_files(settings, lift, rng) -> None:
+def _draw_files(settings, lift, rng, by_family: bool = False) -> None:
     """A draw's Table 4 as the workflow writes it: per-sample scores of every run, the table's means
     computed from them, and the two pretraining reports the draws table reads. R_sem rows gain `lift`
     (intersection units of 20; or {variant: lift}, the others none) over the base and Format-only on
-    every sample."""
+    every sample. `by_family`: a table by family too (every sample here is a class-name instruction,
+    so that family's columns are the overall's)."""
     hard = rng.integers(0, 8, 80)
     means, stds = {}, {}
     for label, variant in TABLE4:
@@ -63,8 +64,10 @@ def _draw_files(settings, lift, rng) -> None:
         means[label], stds[label] = np.mean(per_run), (np.std(per_run, ddof=1) if len(per_run) > 1 else None)
     table = settings.layout.table("table4")
     table.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([{"label": label, "variant": variant, "reasonseg_test gIoU": means[label],
-                   "reasonseg_test gIoU std": stds[label]} for label, variant in TABLE4]).to_csv(table, index=False)
+    family = ["", "classname "] if by_family else [""]
+    pd.DataFrame([{"label": label, "variant": variant,
+                   **{f"reasonseg_test {f}gIoU{s}": v for f in family for s, v in (("", means[label]), (" std", stds[label]))}}
+                  for label, variant in TABLE4]).to_csv(table, index=False)
     from rise.toy.models import pretrained_models
 
     made = pretrained_models(settings, every=True)
@@ -84,7 +87,7 @@ def test_the_draws_table_reports_each_draw_the_share_that_holds_and_intervals_ac
     # draws 1 and 7: every R_sem row well above; draw 8: no effect; draw 9: Full alone above (2 of 8)
     lifts = {1: 4, 7: 3, 8: 0, 9: {"full_3b": 4}}
     for seed, name in toy.draws.items():
-        _draw_files(load_settings(root / "params.yaml", name, root=root), lifts[seed], rng)
+        _draw_files(load_settings(root / "params.yaml", name, root=root), lifts[seed], rng, by_family=True)
     proc = subprocess.run([sys.executable, "-m", "rise.cli", "--preset", "toy", "draws", "--name", "table4",
                            "--resamples", "300"], cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -95,8 +98,12 @@ def test_the_draws_table_reports_each_draw_the_share_that_holds_and_intervals_ac
     assert list(by_draw["claim holds (2 std)"]) == [True, True, False, False]
     assert list(by_draw["comparisons"]) == [8, 8, 8, 8] and list(by_draw["met (2 std)"].iloc[2:]) == [0, 2]
     assert by_draw["base hit classname"].iloc[0] == 0.5 and by_draw["clip zero-shot classname"].iloc[0] == 0.9
-    comparisons = pd.read_csv(f"{base}.comparisons.csv")
-    assert len(comparisons) == 32 and set(comparisons["against"]) == {"Base", "Format-only"}
+    every = pd.read_csv(f"{base}.comparisons.csv")
+    # each comparison overall (what the verdict counts) and on each family of the table, read apart
+    assert len(every) == 64 and list(every["family"].value_counts().items()) == [("all", 32), ("classname", 32)]
+    comparisons, classname = every[every["family"] == "all"], every[every["family"] == "classname"]
+    assert set(comparisons["against"]) == {"Base", "Format-only"}
+    assert list(classname["gap"]) == list(comparisons["gap"]) and list(classname["low"]) == list(comparisons["low"])
     full = comparisons[(comparisons["row"] == "Full") & (comparisons["against"] == "Base")]
     assert (full["low"].iloc[:2] > 0).all() and full["low"].iloc[2] <= 0 <= full["high"].iloc[2]
     summary = json.loads((base.with_suffix(".json")).read_text())
@@ -106,6 +113,8 @@ def test_the_draws_table_reports_each_draw_the_share_that_holds_and_intervals_ac
     assert across["mean gap"] == pytest.approx(np.mean(gaps), abs=0.01)
     assert across["low"] < min(gaps[:2]) and across["high"] > 0  # four draws, one without effect: wide
     assert "## Across draws" in (base.with_suffix(".md")).read_text()
+    assert "## Across draws, per instruction family" in (base.with_suffix(".md")).read_text()
+    assert all("classname" not in key for key in summary["across draws"])  # the metrics: the overall gaps
 
 
 def test_a_draw_not_built_yet_is_named(tmp_path, monkeypatch):

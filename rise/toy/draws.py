@@ -11,12 +11,15 @@ It writes, under results/<preset>/draws/:
                             hit rate per family, CLIP's zero-shot accuracy on class names), each
                             row's overall mean, how many comparisons pass each way, and whether
                             every one does
-  <table>.comparisons.csv   one row per draw and comparison: gap, std, 2-SD verdict, interval
+  <table>.comparisons.csv   one row per draw, comparison and family (`all`: the overall columns,
+                            the only ones the verdict counts; then each instruction family of a
+                            table by family): gap, std, 2-SD verdict, interval
   <table>.md                both, the share of draws in which the claim holds, and per comparison
-                            the mean gap over draws with a 95% interval from a bootstrap over draws
-                            (each resample draws the draws with replacement and, for each, one
-                            resample of its own paired bootstrap: draws, samples and seeds)
-  <table>.json              the shares and the across-draw gaps, for `dvc metrics show`
+                            (overall, then per family) the mean gap over draws with a 95% interval
+                            from a bootstrap over draws (each resample draws the draws with
+                            replacement and, for each, one resample of its own paired bootstrap:
+                            draws, samples and seeds)
+  <table>.json              the shares and the overall across-draw gaps, for `dvc metrics show`
 
   rise --preset toy draws --name table4      # after every draw's table is built
 """
@@ -36,6 +39,7 @@ from rise.toy.claim import bootstrap_gap, check_claim
 from rise.toy.models import copy_settings, pretrained_models
 
 FAMILIES_READ = ("classname", "colour", "shape")  # the base policy's greedy hit rate, per family
+OVERALL = "all"  # the family column's value for a table's overall columns (what the verdict reads)
 
 
 def pretraining_summary(settings: Settings) -> dict:
@@ -62,16 +66,17 @@ def draws_table(settings: Settings, table: str, metric: str = "gIoU", margin: fl
         path = s.layout.table(table)
         records = check_claim(path, s.variants, metric, margin)
         overall = [r for r in records if not r["family"]]
-        for r in overall:
+        for r in records:  # overall first, then per family (a table by family): read, not counted
+            family = r["family"] or OVERALL
             found = bootstrap_gap(s, r["row_variant"], r["against_variant"], r["dataset"], metric,
-                                  resamples=resamples, keep_resamples=True)
-            key = (r["row"], r["against"], r["dataset"])
+                                  family=r["family"], resamples=resamples, keep_resamples=True)
+            key = (r["row"], r["against"], r["dataset"], family)
             resampled.setdefault(key, []).append(found.pop("resampled"))
             comparisons.append({"draw": seed, "preset": s.preset, "row": r["row"], "against": r["against"],
-                                "dataset": r["dataset"], "gap": r["gap"], "std": r["std"], "met": r["met"],
-                                "low": found["low"], "high": found["high"], "p_not_above": found["p_not_above"],
-                                "above": found["low"] > 0})
-        mine = [c for c in comparisons if c["draw"] == seed]
+                                "dataset": r["dataset"], "family": family, "gap": r["gap"], "std": r["std"],
+                                "met": r["met"], "low": found["low"], "high": found["high"],
+                                "p_not_above": found["p_not_above"], "above": found["low"] > 0})
+        mine = [c for c in comparisons if c["draw"] == seed and c["family"] == OVERALL]
         df = pd.read_csv(path).set_index("label")
         means = {f"{label} {ds} {metric}": round(float(df.loc[label, f"{ds} {metric}"]), 2) for label in df.index
                  for ds in {r["dataset"] for r in overall}}
@@ -88,15 +93,16 @@ def _across_draws(resampled: dict, comparisons: list[dict], resamples: int, seed
     draw contributing one resample of its own paired bootstrap."""
     rng = np.random.default_rng(seed)
     out = []
-    for (row, against, dataset), per_draw in resampled.items():
+    for (row, against, dataset, family), per_draw in resampled.items():
         gaps = np.array(per_draw)  # (draws, resamples)
         n = gaps.shape[0]
         picked = rng.integers(0, n, size=(resamples, n))
         columns = rng.integers(0, gaps.shape[1], size=(resamples, n))
         means = gaps[picked, columns].mean(1)
         low, high = np.percentile(means, [2.5, 97.5])
-        observed = [c["gap"] for c in comparisons if (c["row"], c["against"], c["dataset"]) == (row, against, dataset)]
-        out.append({"row": row, "against": against, "dataset": dataset, "draws": n,
+        observed = [c["gap"] for c in comparisons
+                    if (c["row"], c["against"], c["dataset"], c["family"]) == (row, against, dataset, family)]
+        out.append({"row": row, "against": against, "dataset": dataset, "family": family, "draws": n,
                     "mean gap": round(float(np.mean(observed)), 2), "low": round(float(low), 2),
                     "high": round(float(high), 2), "draws with gap > 0": int(sum(g > 0 for g in observed))})
     return out
@@ -112,9 +118,14 @@ def _write(settings: Settings, table: str, metric: str, margin: float, rows: lis
                "share holds (2 std)": round(holds_std / n, 3), "share holds (intervals)": round(holds_ci / n, 3),
                "metric": metric, "margin": margin,
                "across draws": {f"{a['row']} vs {a['against']} ({a['dataset']})":
-                                {"mean gap": a["mean gap"], "low": a["low"], "high": a["high"]} for a in across}}
+                                {"mean gap": a["mean gap"], "low": a["low"], "high": a["high"]}
+                                for a in across if a["family"] == OVERALL}}
     by_draw = pd.DataFrame(rows)
     by_comparison = pd.DataFrame(comparisons)
+    across_overall = pd.DataFrame([a for a in across if a["family"] == OVERALL]).drop(columns="family")
+    across_families = pd.DataFrame([a for a in across if a["family"] != OVERALL])
+    if not across_families.empty:  # grouped by family, so each family reads as one block
+        across_families = across_families.sort_values("family", kind="stable")
     lines = [f"# {table} over {n} pretraining draws ({metric}, seeds {', '.join(str(r['draw']) for r in rows)})", "",
              f"The claim (every R_sem row above Format-only and the base on every dataset) holds in "
              f"**{holds_std} of {n}** draws by the {margin:g}-std rule and in **{holds_ci} of {n}** by the "
@@ -122,7 +133,10 @@ def _write(settings: Settings, table: str, metric: str, margin: float, rows: lis
              "## Across draws", "",
              "Mean gap over the draws, with a 95% interval from a bootstrap over draws (each resample draws the "
              "draws with replacement and one resample of each drawn draw's paired bootstrap over test samples "
-             "and seeds).", "", frame_markdown(pd.DataFrame(across)), "",
+             "and seeds).", "", frame_markdown(across_overall), "",
+             *(["## Across draws, per instruction family", "",
+                "The same comparisons on each family's samples alone (not counted in the verdict).", "",
+                frame_markdown(across_families), ""] if not across_families.empty else []),
              "## Every comparison", "", frame_markdown(by_comparison), ""]
     paths = {"csv": base, "comparisons": base.with_suffix(".comparisons.csv"), "markdown": base.with_suffix(".md"),
              "metrics": base.with_suffix(".json")}

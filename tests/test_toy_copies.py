@@ -115,6 +115,15 @@ def test_the_draws_table_reports_each_draw_the_share_that_holds_and_intervals_ac
     assert "## Across draws" in (base.with_suffix(".md")).read_text()
     assert "## Across draws, per instruction family" in (base.with_suffix(".md")).read_text()
     assert all("classname" not in key for key in summary["across draws"])  # the metrics: the overall gaps
+    # the family columns change nothing overall: the same table without them gives the same intervals
+    for name in toy.draws.values():
+        table = root / "results" / name / "table4.csv"
+        df = pd.read_csv(table)
+        df.drop(columns=[c for c in df.columns if "classname" in c]).to_csv(table, index=False)
+    proc = subprocess.run([sys.executable, "-m", "rise.cli", "--preset", "toy", "draws", "--name", "table4",
+                           "--resamples", "300"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((base.with_suffix(".json")).read_text()) == summary
 
 
 def test_a_draw_not_built_yet_is_named(tmp_path, monkeypatch):

@@ -93,7 +93,9 @@ def _across_draws(resampled: dict, comparisons: list[dict], resamples: int, seed
     draw contributing one resample of its own paired bootstrap."""
     rng = np.random.default_rng(seed)
     out = []
-    for (row, against, dataset, family), per_draw in resampled.items():
+    # the overall comparisons first, so their intervals are those of a table without family columns
+    ordered = sorted(resampled.items(), key=lambda item: item[0][3] != OVERALL)
+    for (row, against, dataset, family), per_draw in ordered:
         gaps = np.array(per_draw)  # (draws, resamples)
         n = gaps.shape[0]
         picked = rng.integers(0, n, size=(resamples, n))

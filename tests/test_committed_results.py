@@ -147,7 +147,9 @@ def test_the_judges_table_is_committed_and_the_guide_quotes_it():
     for suffix in (".csv", ".md", ".json", ".png"):
         assert committed(f"results/toy/judges/table4{suffix}"), suffix
     judges = pd.read_csv(TOY / "judges" / "table4.csv")
-    guide = {line.split("|")[1].strip().split()[0]: line for line in (ROOT / "docs" / "toy.md").read_text().splitlines()
+    text = (ROOT / "docs" / "toy.md").read_text()
+    section = text[text.index("## Weaker judges"):]
+    guide = {line.split("|")[1].strip().split()[0]: line for line in section.splitlines()
              if re.match(r"\| \d+( \(the toy's\))? \| 0\.\d\d \|", line)}
 
     def gap(row, against):
@@ -159,6 +161,49 @@ def test_the_judges_table_is_committed_and_the_guide_quotes_it():
         line = guide[str(row["clip steps"])]
         assert f"{row['gIoU']:.1f} ± {row['gIoU std']:.1f}" in line, line
         assert gap(row, "Format-only") in line and gap(row, "Base policy (zero-shot)") in line, line
+
+
+def _markdown_rows(text: str, heading: str) -> list[dict]:
+    """The rows of the first Markdown table from the line `heading` on (a heading, or the table's
+    header row's start), as {header: cell}."""
+    lines = text.splitlines()
+    lines = lines[next(i for i, line in enumerate(lines) if line == heading or line.startswith(heading + " |")):]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append([cell.strip() for cell in line.strip("|").split("|")])
+    return [dict(zip(table[0], row)) for row in table[2:]]
+
+
+def test_the_draws_table_is_committed_and_the_guide_quotes_it():
+    """results/toy/draws/ (Table 4 over the pretraining draws): in git, and docs/toy.md's row per draw,
+    its count of draws that hold and every gap with an interval it quotes are the table's."""
+    for suffix in (".csv", ".comparisons.csv", ".md", ".json"):
+        assert committed(f"results/toy/draws/table4{suffix}"), suffix
+    by_draw = pd.read_csv(TOY / "draws" / "table4.csv")
+    summary = json.loads((TOY / "draws" / "table4.json").read_text())
+    guide = (ROOT / "docs" / "toy.md").read_text()
+    section = guide[guide.index("## Pretraining draws"):guide.index("## Weaker judges")]
+    labels = ["Base policy (zero-shot)", "Format-only", "Semantic-only", "RISE (w/o Seg Format)",
+              "RISE (w/o Think Format)", "RISE (Full)"]
+    quoted = {row["draw"].split()[0]: row for row in _markdown_rows(section, "| draw | base reads class names")}
+    assert sorted(quoted) == sorted(str(d) for d in by_draw["draw"]) and len(quoted) >= 5
+    for _, draw in by_draw.iterrows():
+        cells = list(quoted[str(draw["draw"])].values())[1:]
+        assert cells == [f"{draw['base hit classname']:.2f}", f"{draw['clip zero-shot classname']:.2f}",
+                         *(f"{draw[f'{label} reasonseg_test gIoU']:.1f}" for label in labels),
+                         f"{draw['met (2 std)']} of 8", f"{draw['interval above 0']} of 8"], draw["preset"]
+    assert (f"**the claim holds in {summary['holds (2 std)']} of {summary['draws']} draws**, by the 2-SD rule"
+            in section and summary["holds (intervals)"] == summary["holds (2 std)"])
+    # every "gap [low, high]" the section quotes is one of the across-draws comparisons, overall or per family
+    table = (TOY / "draws" / "table4.md").read_text()
+    across = {f"{float(r['mean gap']):+.1f} [{float(r['low']):+.1f}, {float(r['high']):+.1f}]"
+              for heading in ("## Across draws", "## Across draws, per instruction family")
+              for r in _markdown_rows(table, heading)}
+    gaps = re.findall(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]", " ".join(section.split()))
+    assert len(gaps) >= 8 and set(gaps) <= across, sorted(set(gaps) - across)
 
 
 def test_every_committed_run_is_read_by_a_toy_table_or_sweep():

@@ -65,16 +65,24 @@ def test_the_table_metrics_are_the_tables_numbers():
                 assert found[metric] == pytest.approx(row[column])
 
 
+def _markdown_rows(text: str, heading: str) -> list[dict]:
+    """The rows of the first Markdown table from the line `heading` on (a heading, or the table's
+    header row's start), as {header: cell}."""
+    lines = text.splitlines()
+    lines = lines[next(i for i, line in enumerate(lines) if line == heading or line.startswith(heading + " |")):]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append([cell.strip().replace("**", "") for cell in line.strip("|").split("|")])
+    return [dict(zip(table[0], row)) for row in table[2:]]
+
+
 def readme_toy_table() -> tuple[list[str], dict[str, list[str]]]:
     """The README's toy Table 4: its header cells, and label -> the row's cells."""
-    text = (ROOT / "README.md").read_text()
-    block = "| toy Table 4 |" + text.split("| toy Table 4 |", 1)[1].split("\n\n", 1)[0]
-    lines = block.splitlines()
-
-    def cells(line):
-        return [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
-
-    return cells(lines[0]), {cells(line)[0]: cells(line)[1:] for line in lines[2:]}
+    rows = _markdown_rows((ROOT / "README.md").read_text(), "| toy Table 4")
+    return list(rows[0]), {cells[0]: cells[1:] for cells in (list(row.values()) for row in rows)}
 
 
 def cell(mean, std) -> str:
@@ -161,20 +169,6 @@ def test_the_judges_table_is_committed_and_the_guide_quotes_it():
         line = guide[str(row["clip steps"])]
         assert f"{row['gIoU']:.1f} ± {row['gIoU std']:.1f}" in line, line
         assert gap(row, "Format-only") in line and gap(row, "Base policy (zero-shot)") in line, line
-
-
-def _markdown_rows(text: str, heading: str) -> list[dict]:
-    """The rows of the first Markdown table from the line `heading` on (a heading, or the table's
-    header row's start), as {header: cell}."""
-    lines = text.splitlines()
-    lines = lines[next(i for i, line in enumerate(lines) if line == heading or line.startswith(heading + " |")):]
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    table = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        table.append([cell.strip() for cell in line.strip("|").split("|")])
-    return [dict(zip(table[0], row)) for row in table[2:]]
 
 
 def test_the_draws_table_is_committed_and_the_guide_quotes_it():

@@ -66,7 +66,7 @@ def draws_table(settings: Settings, table: str, metric: str = "gIoU", margin: fl
         path = s.layout.table(table)
         records = check_claim(path, s.variants, metric, margin)
         overall = [r for r in records if not r["family"]]
-        for r in records:  # overall first, then per family (a table by family): read, not counted
+        for r in records:  # overall and, in a table by family, per family (read, not counted)
             family = r["family"] or OVERALL
             found = bootstrap_gap(s, r["row_variant"], r["against_variant"], r["dataset"], metric,
                                   family=r["family"], resamples=resamples, keep_resamples=True)
